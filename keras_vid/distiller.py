@@ -1,0 +1,546 @@
+"""`Distiller` and `VIDDistiller`: taps in, losses out, one training loop.
+
+`Distiller` holds a frozen teacher, a student and a list of transfer terms
+(`keras_vid.transfer`). Its `train_step` runs the teacher once in inference
+mode and the student once in training mode, through extractors that return
+each model's outputs and taps from that single pass, and minimises
+
+    loss = task_loss + sum_k weight_k * term_k.
+
+`VIDDistiller` is the same class configured from `(teacher layer, student
+layer)` pairs, one `VIDTerm` per pair. Baselines (KD, FitNet, AT, ...) are
+other terms in the same loop, so they share its guarantees.
+
+Logs: `loss`; `task_loss` (the compiled loss plus the student's regularisation
+losses); one `<group>_loss` per method (the weighted sum of its terms, so that
+`loss = task_loss + sum of the <group>_loss`); and one `<group>/<student layer>`
+per term (the term's own, unweighted value).
+"""
+
+import logging
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from keras_vid import distribute
+from keras_vid.taps import OUTPUT, TapExtractor, check_graph_model, find_layer
+from keras_vid.transfer.base import TransferTerm, check_weight
+from keras_vid.transfer.vid import REDUCTIONS, VIDTerm, check_variance
+
+logger = logging.getLogger("keras_vid")
+
+
+@keras.saving.register_keras_serializable(package="keras_vid")
+class LayerPair:
+    """A (teacher layer, student layer) pair for `VIDDistiller`.
+
+    Args:
+        teacher: teacher layer name, or a path into a nested model such as
+            `"backbone/stage3"`; `None` for the teacher's output (its logits).
+        student: student layer name or path; `None` for the student's output.
+        weight: this pair's lambda. Defaults to the distiller's `vid_weight`.
+        regressor: a Keras layer or model that maps the student tap to the
+            teacher tap's shape (the Gaussian's mean). Defaults to the
+            regressor `keras_vid.regressors.default_regressor` picks.
+
+    Example:
+
+    >>> pair = LayerPair("t_stage3", "s_stage3", weight=2.0)
+    >>> pair.teacher, pair.student, pair.weight
+    ('t_stage3', 's_stage3', 2.0)
+    """
+
+    def __init__(self, teacher, student, weight=None, regressor=None):
+        self.teacher = teacher
+        self.student = student
+        self.weight = None if weight is None else check_weight(weight, "pair weight")
+        self.regressor = regressor
+
+    def __repr__(self):
+        return (
+            f"LayerPair(teacher={self.teacher!r}, student={self.student!r}, "
+            f"weight={self.weight!r})"
+        )
+
+    def get_config(self):
+        return {
+            "teacher": self.teacher,
+            "student": self.student,
+            "weight": self.weight,
+            "regressor": None
+            if self.regressor is None
+            else keras.saving.serialize_keras_object(self.regressor),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if config.get("regressor") is not None:
+            config["regressor"] = keras.saving.deserialize_keras_object(
+                config["regressor"]
+            )
+        return cls(**config)
+
+
+class _Extractors:
+    """Holds the tap extractors outside Keras's tracking.
+
+    They share every layer with the teacher and the student, so tracking them
+    would list (and save) the same weights twice.
+    """
+
+    def __init__(self, teacher, student):
+        self.teacher = teacher
+        self.student = student
+
+
+def _input_signature(model):
+    return [tuple(t.shape[1:]) for t in model.inputs]
+
+
+def _unique(names):
+    seen = []
+    for n in names:
+        if n not in seen:
+            seen.append(n)
+    return seen
+
+
+def _per_example_weights(sample_weight):
+    # A single array weights the terms too; a per-output structure of sample
+    # weights weights the task loss alone, since terms have no output to match.
+    if sample_weight is None or isinstance(sample_weight, (dict, list, tuple)):
+        return None
+    return ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
+
+
+@keras.saving.register_keras_serializable(package="keras_vid")
+class Distiller(keras.Model):
+    """Trains a student from a frozen teacher with any set of transfer terms.
+
+    The student's task loss comes from `compile(loss=...)`; each term in
+    `terms` adds `weight * term` to it. With `terms=[]` it trains the student
+    alone in the same loop, the fair baseline.
+
+    Args:
+        teacher: a trained functional or Sequential `keras.Model`. It is
+            frozen and always called in inference mode.
+        student: a functional or Sequential `keras.Model` with the same inputs.
+        terms: a list of `keras_vid.transfer.TransferTerm`.
+        name: the model's name.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> from keras_vid.transfer.vid import VIDTerm
+    >>> def net(width, prefix):
+    ...     x = inp = keras.Input((8, 8, 1))
+    ...     x = keras.layers.Conv2D(width, 3, padding="same", name=prefix + "conv")(x)
+    ...     x = keras.layers.GlobalAveragePooling2D()(x)
+    ...     return keras.Model(inp, keras.layers.Dense(3)(x))
+    >>> d = Distiller(net(8, "t_"), net(4, "s_"), terms=[VIDTerm("t_conv", "s_conv")])
+    >>> d.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    >>> x, y = np.random.rand(16, 8, 8, 1), np.random.randint(0, 3, 16)
+    >>> _ = d.fit(x, y, epochs=1, verbose=0)
+    """
+
+    def __init__(self, teacher, student, terms=(), name="distiller", **kwargs):
+        super().__init__(name=name, **kwargs)
+        check_graph_model(teacher, "teacher")
+        check_graph_model(student, "student")
+        self._check_inputs(teacher, student)
+        terms = list(terms or [])
+        for term in terms:
+            if not isinstance(term, TransferTerm):
+                raise TypeError(
+                    "Each term must be a keras_vid.transfer.TransferTerm. "
+                    f"Received: {term!r} of type {type(term).__name__}."
+                )
+        keys = [(type(t).__name__, t.teacher_layer, t.student_layer) for t in terms]
+        dupes = sorted({k for k in keys if keys.count(k) > 1}, key=str)
+        if dupes:
+            raise ValueError(
+                f"Duplicate terms: {dupes}. Each (method, teacher layer, student "
+                "layer) may appear once; to weight a pair more, raise its weight."
+            )
+        self._freeze(teacher)
+        self.teacher = teacher
+        self.student = student
+        self.terms = terms
+
+        # Validate every name first, so the first error names the bad layer.
+        for term in terms:
+            if term.teacher_layer is not OUTPUT:
+                find_layer(teacher, term.teacher_layer, "teacher")
+            if term.student_layer is not OUTPUT:
+                find_layer(student, term.student_layer, "student")
+        t_names = _unique([t.teacher_layer for t in terms])
+        s_names = _unique([t.student_layer for t in terms])
+        self._extractors = _Extractors(
+            TapExtractor(teacher, t_names, "teacher", include_outputs=False)
+            if terms
+            else None,
+            TapExtractor(student, s_names, "student", include_outputs=True),
+        )
+        self._t_index = [t_names.index(t.teacher_layer) for t in terms]
+        self._s_index = [s_names.index(t.student_layer) for t in terms]
+        t_shapes = self._extractors.teacher.tap_shapes if terms else []
+        s_shapes = self._extractors.student.tap_shapes
+        for term, ti, si in zip(terms, self._t_index, self._s_index):
+            if not term.built:
+                term.build(t_shapes[ti], s_shapes[si])
+
+        self._log_names = self._make_log_names(terms)
+        self._groups = _unique([t.group for t in terms])
+        self.task_loss_tracker = keras.metrics.Mean(name="task_loss")
+        self.group_trackers = [
+            keras.metrics.Mean(name=f"{g}_loss") for g in self._groups
+        ]
+        self.term_trackers = [keras.metrics.Mean(name=n) for n in self._log_names]
+        self.built = True
+
+    # ------------------------------------------------------------------ setup
+
+    @staticmethod
+    def _check_inputs(teacher, student):
+        ts, ss = _input_signature(teacher), _input_signature(student)
+        if ts != ss:
+            raise ValueError(
+                f"The teacher '{teacher.name}' and the student '{student.name}' must "
+                "take the same inputs, since both see every batch. Teacher inputs "
+                f"(without batch): {ts}; student inputs: {ss}. Give both models the "
+                "same `keras.Input` shapes (an MLP student can start with a "
+                "Flatten layer)."
+            )
+
+    @staticmethod
+    def _freeze(teacher):
+        if teacher.trainable_weights:
+            logger.info(
+                "Froze the teacher '%s' (%d trainable weights): it is called in "
+                "inference mode and never updated.",
+                teacher.name,
+                len(teacher.trainable_weights),
+            )
+        teacher.trainable = False
+
+    @staticmethod
+    def _make_log_names(terms):
+        names = [t.log_name for t in terms]
+        return [
+            f"{n}@{t.teacher_layer or 'output'}" if names.count(n) > 1 else n
+            for n, t in zip(names, terms)
+        ]
+
+    def compile(self, optimizer="rmsprop", loss=None, **kwargs):
+        """Configures training; excludes the terms' variances from weight decay.
+
+        Takes the arguments of `keras.Model.compile`. `loss` is the student's
+        task loss, applied to the student's outputs.
+
+        Example:
+
+        >>> # distiller.compile(keras.optimizers.SGD(0.05, momentum=0.9),
+        >>> #                   loss=keras.losses.SparseCategoricalCrossentropy(
+        >>> #                       from_logits=True), metrics=["accuracy"])
+        """
+        super().compile(optimizer=optimizer, loss=loss, **kwargs)
+        self._exclude_from_weight_decay()
+
+    def compile_from_config(self, config):
+        # Keras skips compile() on load when it is overridden; ours only adds
+        # the weight-decay exclusion, so replaying it is safe.
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.optimizer is not None and self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def _exclude_from_weight_decay(self):
+        opt = getattr(self.optimizer, "inner_optimizer", self.optimizer)
+        variables = [v for term in self.terms for v in term.no_decay_variables()]
+        if opt is None or not variables:
+            return
+        if getattr(opt, "built", False):
+            raise ValueError(
+                "The optimizer passed to compile() has already been built, so the "
+                "VID variances cannot be excluded from its weight decay. Pass a new "
+                "optimizer instance."
+            )
+        # exclude_from_weight_decay() replaces earlier exclusions: keep the user's.
+        ids = set(getattr(opt, "_exclude_from_weight_decay", None) or ())
+        pattern = getattr(opt, "_exclude_from_weight_decay_pattern", None)
+        opt.exclude_from_weight_decay(var_list=variables)
+        opt._exclude_from_weight_decay |= ids
+        opt._exclude_from_weight_decay_pattern = pattern
+
+    # ---------------------------------------------------------------- forward
+
+    def call(self, inputs, training=None):
+        """Returns the student's outputs."""
+        return self.student(inputs, training=training)
+
+    def _teacher_taps(self, x):
+        if self._extractors.teacher is None:
+            return []
+        _, taps = self._extractors.teacher(x, training=False)
+        return [ops.stop_gradient(t) for t in taps]
+
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
+    ):
+        """The task loss: compiled loss plus the student's own losses.
+
+        Returns the per-replica scaled value, as Keras's `compute_loss` does.
+        """
+        total = ops.convert_to_tensor(0.0, "float32")
+        if self._compile_loss is not None and y is not None:
+            loss = self._compile_loss(y, y_pred, sample_weight)
+            if loss is not None:
+                total = total + ops.cast(loss, "float32")
+        extra = list(self.student.losses)
+        for term in self.terms:
+            extra.extend(term.losses)
+        for loss in extra:
+            total = total + distribute.scale_for_replicas(
+                ops.sum(ops.cast(loss, "float32"))
+            )
+        return total
+
+    def _total_loss(self, x, y, y_pred, sample_weight, t_taps, s_taps, training):
+        """Returns (scaled total, unscaled task, [unscaled term values])."""
+        task = self.compute_loss(x, y, y_pred, sample_weight, training=training)
+        first = next(i for i in keras.tree.flatten(x) if i is not None)
+        batch = ops.cast(ops.shape(first)[0], "float32")
+        weights = _per_example_weights(sample_weight)
+        total = task
+        values = []
+        for term, ti, si in zip(self.terms, self._t_index, self._s_index):
+            per_example = term(t_taps[ti], s_taps[si], training=training)
+            if weights is not None:
+                per_example = per_example * weights
+            value = distribute.scale_for_replicas(ops.sum(per_example) / batch)
+            total = total + term.weight * value
+            values.append(value)
+        return total, task, values, batch
+
+    def _update_trackers(self, total, task, values, batch):
+        un = distribute.unscale_for_replicas
+        self._loss_tracker.update_state(un(total), sample_weight=batch)
+        self.task_loss_tracker.update_state(un(task), sample_weight=batch)
+        for tracker, value in zip(self.term_trackers, values):
+            tracker.update_state(un(value), sample_weight=batch)
+        for group, tracker in zip(self._groups, self.group_trackers):
+            group_sum = sum(
+                term.weight * un(v)
+                for term, v in zip(self.terms, values)
+                if term.group == group
+            )
+            tracker.update_state(group_sum, sample_weight=batch)
+
+    # ------------------------------------------------------------ train/test
+
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        t_taps = self._teacher_taps(x)
+        with tf.GradientTape() as tape:
+            y_pred, s_taps = self._extractors.student(x, training=True)
+            total, task, values, batch = self._total_loss(
+                x, y, y_pred, sample_weight, t_taps, s_taps, training=True
+            )
+            scaled = self.optimizer.scale_loss(total)
+        variables = self.trainable_weights
+        grads = tape.gradient(scaled, variables)
+        self.optimizer.apply(grads, variables)
+        self._update_trackers(total, task, values, batch)
+        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    def test_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        t_taps = self._teacher_taps(x)
+        y_pred, s_taps = self._extractors.student(x, training=False)
+        total, task, values, batch = self._total_loss(
+            x, y, y_pred, sample_weight, t_taps, s_taps, training=False
+        )
+        self._update_trackers(total, task, values, batch)
+        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    # ----------------------------------------------------------------- saving
+
+    def export(self, filepath, format="tf_saved_model", **kwargs):
+        """Exports the student alone (the teacher is not needed to serve it).
+
+        Example:
+
+        >>> # distiller.export("student_savedmodel")
+        """
+        return self.student.export(filepath, format=format, **kwargs)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "teacher": keras.saving.serialize_keras_object(self.teacher),
+                "student": keras.saving.serialize_keras_object(self.student),
+                "terms": [keras.saving.serialize_keras_object(t) for t in self.terms],
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("teacher", "student"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        config["terms"] = [
+            keras.saving.deserialize_keras_object(t) for t in config.get("terms", [])
+        ]
+        return cls(**config)
+
+
+def _as_pairs(pairs):
+    if isinstance(pairs, (str, LayerPair)) or pairs is None:
+        pairs = [] if pairs is None else [pairs]
+    out = []
+    for p in pairs:
+        if isinstance(p, LayerPair):
+            out.append(p)
+        elif isinstance(p, dict):
+            out.append(LayerPair.from_config(p))
+        elif isinstance(p, (tuple, list)) and len(p) == 2:
+            out.append(LayerPair(p[0], p[1]))
+        else:
+            raise ValueError(
+                "Each pair must be a (teacher layer, student layer) tuple or a "
+                f"keras_vid.LayerPair. Received: {p!r}."
+            )
+    return out
+
+
+@keras.saving.register_keras_serializable(package="keras_vid")
+class VIDDistiller(Distiller):
+    """Variational information distillation: one VID term per layer pair.
+
+    For each (teacher layer, student layer) pair it adds lambda times the
+    negative log-likelihood of the teacher's activation under a Gaussian whose
+    mean is a trainable regressor on the student's activation and whose
+    per-channel variance is learned (see `keras_vid.transfer.vid`).
+
+    Args:
+        teacher: a trained functional or Sequential `keras.Model`; frozen.
+        student: a functional or Sequential `keras.Model` with the same inputs.
+        pairs: a list of `(teacher layer, student layer)` tuples or
+            `keras_vid.LayerPair`. Names may reach into nested models with a
+            path (`"backbone/stage3"`); `None` stands for a model's output.
+        vid_weight: lambda, a float or one float per pair. Defaults to 1.0.
+        init_variance: the variance every channel starts at. Defaults to 5.0.
+        eps: the variance floor. Defaults to 1e-5.
+        reduction: `"mean"` (per-element mean, default) or `"sum"` (the
+            paper's sum over elements).
+        terms: more transfer terms to train alongside (for example KD).
+        name: the model's name.
+
+    Example:
+
+    ```python
+    distiller = keras_vid.VIDDistiller(
+        teacher=teacher,
+        student=student,
+        pairs=[("t_stage1", "s_stage1"), ("t_stage2", "s_stage2")],
+        vid_weight=1.0,
+    )
+    distiller.compile(
+        optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    distiller.fit(train_ds, validation_data=val_ds, epochs=10)
+    distiller.student.save("student.keras")
+    ```
+    """
+
+    def __init__(
+        self,
+        teacher,
+        student,
+        pairs,
+        vid_weight=1.0,
+        init_variance=5.0,
+        eps=1e-5,
+        reduction="mean",
+        terms=(),
+        name="vid_distiller",
+        **kwargs,
+    ):
+        pairs = _as_pairs(pairs)
+        if not pairs:
+            raise ValueError(
+                "`pairs` is empty. Give at least one (teacher layer, student layer) "
+                "pair, e.g. pairs=[('t_stage3', 's_stage3')]."
+            )
+        seen = [(p.teacher, p.student) for p in pairs]
+        dupes = sorted({k for k in seen if seen.count(k) > 1}, key=str)
+        if dupes:
+            raise ValueError(
+                f"`pairs` holds duplicates: {dupes}. List each pair once; to weight "
+                "a pair more, give it a LayerPair(..., weight=...)."
+            )
+        if isinstance(vid_weight, (list, tuple)):
+            if len(vid_weight) != len(pairs):
+                raise ValueError(
+                    f"`vid_weight` has {len(vid_weight)} values for {len(pairs)} "
+                    f"pairs. Give one float, or one per pair. Received: {vid_weight}."
+                )
+            weights = [check_weight(w, "vid_weight") for w in vid_weight]
+        else:
+            weights = [check_weight(vid_weight, "vid_weight")] * len(pairs)
+        init_variance, eps = check_variance(init_variance, eps)
+        if reduction not in REDUCTIONS:
+            raise ValueError(
+                f"`reduction` must be one of {REDUCTIONS}. Received: "
+                f"reduction={reduction!r}."
+            )
+        self.pairs = pairs
+        self.vid_weight = (
+            list(weights) if isinstance(vid_weight, (list, tuple)) else weights[0]
+        )
+        self.init_variance, self.eps, self.reduction = init_variance, eps, reduction
+        self.extra_terms = list(terms or [])
+        vid_terms = [
+            VIDTerm(
+                p.teacher,
+                p.student,
+                weight=p.weight if p.weight is not None else w,
+                init_variance=init_variance,
+                eps=eps,
+                reduction=reduction,
+                regressor=p.regressor,
+                name=f"vid_{i}",
+            )
+            for i, (p, w) in enumerate(zip(pairs, weights))
+        ]
+        super().__init__(
+            teacher, student, terms=vid_terms + self.extra_terms, name=name, **kwargs
+        )
+
+    @property
+    def vid_terms(self):
+        """The `VIDTerm` of each pair, in order."""
+        return self.terms[: len(self.pairs)]
+
+    def get_config(self):
+        config = super().get_config()
+        del config["terms"]
+        config.update(
+            {
+                "pairs": [p.get_config() for p in self.pairs],
+                "vid_weight": self.vid_weight,
+                "init_variance": self.init_variance,
+                "eps": self.eps,
+                "reduction": self.reduction,
+                "terms": [
+                    keras.saving.serialize_keras_object(t) for t in self.extra_terms
+                ],
+            }
+        )
+        return config

@@ -1,0 +1,208 @@
+"""Variational information distillation (Ahn et al., CVPR 2019).
+
+The student maximises a variational lower bound on the mutual information
+between a teacher activation `t` and a student activation `s`, by minimising
+the negative log-likelihood of `t` under a Gaussian
+
+    q(t | s) = N(t; mu(s), diag(sigma^2)),   sigma_c^2 = softplus(alpha_c) + eps,
+
+with a trainable mean network `mu` on the student's activation and one learned
+variance per teacher channel, shared by all spatial positions:
+
+    -log q(t | s) = 0.5 * sum_{h,w,c} [log sigma_c^2 + (t - mu(s))^2 / sigma_c^2]
+                    + const.
+
+`reduction="mean"` (the default, as RepDistiller, torchdistill and mdistiller)
+averages this over the elements of each example, so lambda does not depend on
+the layer's size. `reduction="sum"` sums over them, the paper's form: it is
+`H * W * C` times larger for the same lambda.
+"""
+
+import math
+
+import keras
+from keras import ops
+
+from keras_vid.regressors import default_regressor
+from keras_vid.transfer.base import TransferTerm, check_weight
+
+REDUCTIONS = ("mean", "sum")
+
+
+def inverse_softplus(value):
+    """Returns `alpha` with `softplus(alpha) == value`, stable for large values.
+
+    Example:
+
+    >>> round(math.log1p(math.exp(inverse_softplus(5.0))), 6)
+    5.0
+    """
+    return value + math.log(-math.expm1(-value))
+
+
+def check_variance(init_variance, eps):
+    """Validates `init_variance` and `eps`; returns them as floats.
+
+    Example:
+
+    >>> check_variance(5.0, 1e-5)
+    (5.0, 1e-05)
+    """
+    eps = check_weight(eps, "eps")
+    try:
+        init_variance = float(init_variance)
+    except (TypeError, ValueError):
+        init_variance = float("nan")
+    if not math.isfinite(init_variance) or init_variance <= eps:
+        raise ValueError(
+            "`init_variance` must be a finite number greater than `eps`, since "
+            "sigma^2 = softplus(alpha) + eps > eps. Received: "
+            f"init_variance={init_variance!r}, eps={eps!r}. The paper's "
+            "re-implementations use init_variance=5.0, eps=1e-5."
+        )
+    return init_variance, eps
+
+
+def gaussian_nll(teacher, mean, variance, reduction="mean"):
+    """Per-example Gaussian negative log-likelihood, without the constant.
+
+    Computed in float32 whatever the inputs' dtype.
+
+    Args:
+        teacher: `(batch, ..., C)` target activations.
+        mean: predicted means, the same shape.
+        variance: `(C,)` per-channel variances.
+        reduction: `"mean"` or `"sum"` over the non-batch elements.
+
+    Returns:
+        A `(batch,)` float32 tensor.
+
+    Example:
+
+    >>> import numpy as np
+    >>> t = np.zeros((1, 2), "float32")
+    >>> float(gaussian_nll(t, t + 1.0, np.ones(2, "float32"))[0])
+    0.5
+    """
+    teacher = ops.cast(teacher, "float32")
+    mean = ops.cast(mean, "float32")
+    variance = ops.cast(variance, "float32")
+    nll = 0.5 * (ops.log(variance) + ops.square(teacher - mean) / variance)
+    axes = tuple(range(1, len(nll.shape)))
+    if reduction == "sum":
+        return ops.sum(nll, axis=axes)
+    return ops.mean(nll, axis=axes)
+
+
+@keras.saving.register_keras_serializable(package="keras_vid")
+class VIDTerm(TransferTerm):
+    """One VID pair: -log q(teacher tap | student tap), per example.
+
+    Args:
+        teacher_layer: teacher layer name or nested path (`None`: its output).
+        student_layer: student layer name or nested path (`None`: its output).
+        weight: lambda for this pair, > 0.
+        init_variance: the variance every channel starts at. Defaults to 5.0.
+        eps: the variance floor. Defaults to 1e-5.
+        reduction: `"mean"` over elements (default) or `"sum"` (the paper).
+        regressor: a Keras layer mapping the student tap to the teacher tap's
+            shape. Defaults to `keras_vid.regressors.default_regressor`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> term = VIDTerm("t_stage1", "s_stage1")
+    >>> term.build((None, 4, 4, 8), (None, 4, 4, 2))
+    >>> loss = term(np.zeros((3, 4, 4, 8), "float32"), np.ones((3, 4, 4, 2), "float32"))
+    >>> tuple(loss.shape)
+    (3,)
+    """
+
+    group = "vid"
+
+    def __init__(
+        self,
+        teacher_layer,
+        student_layer,
+        weight=1.0,
+        init_variance=5.0,
+        eps=1e-5,
+        reduction="mean",
+        regressor=None,
+        **kwargs,
+    ):
+        super().__init__(teacher_layer, student_layer, weight, **kwargs)
+        self.init_variance, self.eps = check_variance(init_variance, eps)
+        if reduction not in REDUCTIONS:
+            raise ValueError(
+                f"`reduction` must be one of {REDUCTIONS}. Received: "
+                f"reduction={reduction!r}."
+            )
+        self.reduction = reduction
+        if regressor is not None and not isinstance(regressor, keras.layers.Layer):
+            raise TypeError(
+                "`regressor` must be a Keras layer or model that maps the student "
+                f"tap to the teacher tap's shape. Received: {regressor!r}."
+            )
+        self._custom_regressor = regressor is not None
+        self.regressor = regressor
+
+    def build(self, teacher_shape, student_shape):
+        teacher_shape, student_shape = tuple(teacher_shape), tuple(student_shape)
+        if self.regressor is None:
+            self.regressor = default_regressor(
+                student_shape, teacher_shape, name="regressor"
+            )
+        if not self.regressor.built:
+            self.regressor.build(student_shape)
+        out = self.regressor.compute_output_spec(
+            keras.KerasTensor(student_shape, dtype="float32")
+        )
+        if tuple(out.shape[1:]) != teacher_shape[1:]:
+            raise ValueError(
+                f"The regressor for the pair ({self.teacher_layer!r}, "
+                f"{self.student_layer!r}) maps the student tap {student_shape} to "
+                f"{tuple(out.shape)}, but the teacher tap has shape {teacher_shape}. "
+                "A regressor must output the teacher tap's shape."
+            )
+        channels = teacher_shape[-1]
+        self.alpha = self.add_weight(
+            name="vid_alpha",
+            shape=(channels,),
+            initializer=keras.initializers.Constant(
+                inverse_softplus(self.init_variance - self.eps)
+            ),
+            dtype="float32",
+        )
+
+    def variance(self):
+        """Returns sigma^2 = softplus(alpha) + eps, shape `(channels,)`."""
+        return ops.softplus(self.alpha) + self.eps
+
+    def call(self, teacher, student, training=False):
+        mean = self.regressor(student, training=training)
+        return gaussian_nll(teacher, mean, self.variance(), self.reduction)
+
+    def no_decay_variables(self):
+        return [self.alpha]
+
+    def get_config(self):
+        config = {
+            **super().get_config(),
+            "init_variance": self.init_variance,
+            "eps": self.eps,
+            "reduction": self.reduction,
+            "regressor": None,
+        }
+        if self._custom_regressor:
+            config["regressor"] = keras.saving.serialize_keras_object(self.regressor)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if config.get("regressor") is not None:
+            config["regressor"] = keras.saving.deserialize_keras_object(
+                config["regressor"]
+            )
+        return cls(**config)
