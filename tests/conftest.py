@@ -15,7 +15,10 @@ def conv_net(width, prefix, classes=3, input_shape=(8, 8, 1), bn=True, seed=0):
     x = inp = keras.Input(input_shape, name="image")
     x = keras.layers.Conv2D(width, 3, padding="same", name=prefix + "conv1")(x)
     if bn:
-        x = keras.layers.BatchNormalization(name=prefix + "bn")(x)
+        # "sync": batch statistics over the global batch under tf.distribute.
+        x = keras.layers.BatchNormalization(
+            synchronized=bn == "sync", name=prefix + "bn"
+        )(x)
     x = keras.layers.ReLU(name=prefix + "stage1")(x)
     x = keras.layers.Conv2D(
         2 * width,
