@@ -2,7 +2,7 @@
 
 import importlib
 
-from keras_vid import regressors, transfer
+from keras_vid import callbacks, regressors, transfer
 from keras_vid.distiller import Distiller, LayerPair, VIDDistiller
 from keras_vid.taps import OUTPUT
 from keras_vid.transfer import TransferTerm, VIDTerm
@@ -26,6 +26,7 @@ __all__ = [
     "TransferTerm",
     "VIDDistiller",
     "VIDTerm",
+    "callbacks",
     "regressors",
     "transfer",
 ]

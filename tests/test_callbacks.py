@@ -1,0 +1,67 @@
+"""Non-finite losses stop training with a named culprit; saves are atomic."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+from conftest import ce_loss
+
+from keras_vid import VIDDistiller
+from keras_vid.callbacks import NonFiniteLossError, TerminateOnNonFinite, save_atomic
+
+
+def test_non_finite_vid_pair_is_named(models, data):
+    x, y = data
+    teacher, student = models
+    d = VIDDistiller(
+        teacher, student, [("t_stage1", "s_stage1"), ("t_stage2", "s_stage2")]
+    )
+    d.compile(keras.optimizers.SGD(0.01), loss=ce_loss())
+    x_bad = x.copy()
+    # A huge input makes the teacher's later activations overflow float32.
+    x_bad[8:16] = 1e38
+    with pytest.raises(
+        NonFiniteLossError, match=r"epoch 1, step 2.*vid/s_stage"
+    ) as err:
+        d.fit(
+            x_bad,
+            y,
+            batch_size=8,
+            shuffle=False,
+            epochs=1,
+            verbose=0,
+            callbacks=[TerminateOnNonFinite()],
+        )
+    assert "task_loss" in str(err.value) or "vid/" in str(err.value)
+
+
+def test_finite_training_is_untouched(models, data):
+    x, y = data
+    d = VIDDistiller(*models, [("t_stage1", "s_stage1")])
+    d.compile("sgd", loss=ce_loss())
+    cb = TerminateOnNonFinite()
+    d.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[cb])
+    assert cb.message is None
+
+
+def test_save_atomic_keeps_old_file_on_crash(models, tmp_path, monkeypatch):
+    teacher, student = models
+    path = tmp_path / "student.keras"
+    save_atomic(student, path)
+    before = path.read_bytes()
+
+    def crash(self, filepath, *args, **kwargs):
+        with open(filepath, "wb") as f:
+            f.write(b"half a file")
+        raise KeyboardInterrupt("killed mid-save")
+
+    monkeypatch.setattr(keras.Model, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_atomic(student, path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["student.keras"]  # no temp left
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_array_equal(loaded.get_weights()[0], student.get_weights()[0])
+    assert os.path.getsize(path) > 0
