@@ -1,6 +1,18 @@
 """Transfer methods, one module each, sharing the `TransferTerm` interface."""
 
+from keras_vid.transfer.at import ATTerm
 from keras_vid.transfer.base import TransferTerm
+from keras_vid.transfer.fitnet import FitNetTerm, fitnet_hint_pretraining
+from keras_vid.transfer.kd import KDTerm
+from keras_vid.transfer.nst import NSTTerm
 from keras_vid.transfer.vid import VIDTerm
 
-__all__ = ["TransferTerm", "VIDTerm"]
+__all__ = [
+    "ATTerm",
+    "FitNetTerm",
+    "KDTerm",
+    "NSTTerm",
+    "TransferTerm",
+    "VIDTerm",
+    "fitnet_hint_pretraining",
+]

@@ -22,9 +22,13 @@ def run_check(*flags):
     return json.loads(lines[-1][len("REPORT ") :])
 
 
-@pytest.mark.parametrize("flags", [(), ("--sync-bn",)], ids=["no-bn", "sync-bn"])
+@pytest.mark.parametrize(
+    "flags", [(), ("--sync-bn", "--kd")], ids=["no-bn", "sync-bn-with-kd"]
+)
 def test_two_replicas_match_one_device(flags):
     report = run_check(*flags)
     assert "vid/s_stage1" in report["keys"]
+    if "--kd" in flags:
+        assert "kd/output" in report["keys"]
     assert report["max_weight_diff"] < 1e-5
     assert report["max_log_diff"] < 1e-5

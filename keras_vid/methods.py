@@ -1,0 +1,404 @@
+"""The method registry: one name per transfer method, one builder for all.
+
+`build_distiller("vid_i+kd", teacher, student, teacher_taps, student_taps)`
+returns a ready `keras_vid.Distiller` for any method in `available_methods()`
+or any `+`-combination of them, so that a recipe can take the method as one
+flag value. Which layers each method uses:
+
+| name      | what it adds                             | layers                       |
+|-----------|------------------------------------------|------------------------------|
+| `student` | nothing: the student alone, same loop    | -                            |
+| `kd`      | `KDTerm` (Hinton et al. 2015)            | the logits (model outputs)   |
+| `fitnet`  | `FitNetTerm` (Romero et al. 2015)        | the middle tap pair          |
+| `at`      | an `ATTerm` per pair (Zagoruyko 2017)    | every tap pair               |
+| `nst`     | an `NSTTerm` per pair (Huang 2017)       | every tap pair               |
+| `vid_i`   | a `VIDTerm` per pair (Ahn et al. 2019)   | every tap pair               |
+| `vid_lp`  | a `VIDTerm`, linear mean (Ahn 2019)      | teacher logits, student feat.|
+
+Any method with `vid_i` or `vid_lp` builds a `keras_vid.VIDDistiller` (the
+other methods' terms go in its `terms=`); the rest build a
+`keras_vid.Distiller`. The task loss is whatever the caller passes to
+`compile(loss=...)`.
+
+Every default lives in `DEFAULTS`, with its source. Each key there is also the
+keyword that overrides it in `build_distiller`; keys are validated, so a
+misspelt or unused override fails loudly instead of being ignored.
+"""
+
+import difflib
+
+from keras_vid.distiller import Distiller, LayerPair, VIDDistiller
+from keras_vid.taps import OUTPUT
+from keras_vid.transfer.at import ATTerm
+from keras_vid.transfer.fitnet import FitNetTerm
+from keras_vid.transfer.kd import KDTerm
+from keras_vid.transfer.nst import NSTTerm
+
+METHODS = ("student", "kd", "fitnet", "at", "nst", "vid_i", "vid_lp")
+"""The single method names; `build_distiller` also takes `+`-combinations."""
+
+_RD = "RepDistiller (HobbitLong/RepDistiller)"
+_RD_SCRIPT = f"{_RD} scripts/run_cifar_distill.sh"
+
+DEFAULTS = {
+    "kd_weight": (
+        1.0,
+        f"{_RD} README, CRD+KD command: KD `-a 1` next to cross-entropy `-r 1`. "
+        "(Its KD-only command uses -r 0.1 -a 0.9, line 5: pass kd_weight=9.0 "
+        "for that ratio.)",
+    ),
+    "kd_temperature": (4.0, f"{_RD} train_student.py, `--kd_T` default 4."),
+    "fitnet_weight": (
+        100.0,
+        f"{_RD_SCRIPT} line 7, FitNet `-b 100` with a mean-reduced MSE "
+        "(distiller_zoo/FitNet.py, nn.MSELoss()).",
+    ),
+    "fitnet_pair": (
+        None,
+        "None means the middle tap pair, taps[len // 2]: RepDistiller's "
+        "train_student.py `--hint_layer` default 2 (of WRN's conv1, block1-3 "
+        "features), the paper's hint in the middle of the network.",
+    ),
+    "at_weight": (
+        1000.0,
+        f"{_RD_SCRIPT} line 9, AT `-b 1000`, summed over the tap pairs "
+        "(helper/loops.py). The paper's beta=1e3 over map size and batch is the "
+        "per-position mean here.",
+    ),
+    "at_p": (2.0, f"{_RD} distiller_zoo/AT.py `p=2`; the paper's choice."),
+    "nst_weight": (
+        50.0,
+        f"{_RD_SCRIPT} line 27, NST `-b 50`, summed over the tap pairs "
+        "(helper/loops.py).",
+    ),
+    "vid_i_weight": (
+        1.0,
+        f"{_RD_SCRIPT} line 15, VID `-b 1`, per-element mean per pair "
+        "(distiller_zoo/VID.py), summed over the pairs.",
+    ),
+    "vid_lp_weight": (
+        1.0,
+        "No public default for VID-LP; the same lambda as VID-I, which the "
+        "per-element mean makes independent of the layer size.",
+    ),
+    "vid_lp_target": (
+        "logits",
+        "The paper's VID-LP: the teacher's logits from the student's "
+        "penultimate layer. 'features' uses teacher_features instead.",
+    ),
+    "vid_init_variance": (
+        5.0,
+        f"{_RD} distiller_zoo/VID.py line 16, `init_pred_var=5.0` (also "
+        "torchdistill, mdistiller).",
+    ),
+    "vid_eps": (1e-5, f"{_RD} distiller_zoo/VID.py line 17, `eps=1e-5`."),
+    "vid_reduction": (
+        "mean",
+        "Per-element mean as RepDistiller, torchdistill and mdistiller; the "
+        "paper sums ('sum').",
+    ),
+}
+"""`{override key: (default, source)}` for every method's hyperparameters.
+
+A key `<method>_<name>` belongs to `<method>`; the `vid_` keys that name no
+variant (`vid_init_variance`, `vid_eps`, `vid_reduction`) belong to both
+`vid_i` and `vid_lp`.
+"""
+
+_VID = ("vid_i", "vid_lp")
+_VID_SHARED = ("vid_init_variance", "vid_eps", "vid_reduction")
+
+
+def _owners(key):
+    """The methods that a `DEFAULTS` key configures."""
+    if key in _VID_SHARED:
+        return _VID
+    return tuple(m for m in METHODS if key.startswith(m + "_"))
+
+
+def available_methods():
+    """Returns the single method names `build_distiller` accepts.
+
+    Combine them with `+`, for example `"vid_i+kd"`.
+
+    Returns:
+        A tuple of names.
+
+    Example:
+
+    >>> available_methods()
+    ('student', 'kd', 'fitnet', 'at', 'nst', 'vid_i', 'vid_lp')
+    """
+    return METHODS
+
+
+def default_hparams(method):
+    """Returns the defaults that apply to `method`, a name or a combination.
+
+    Args:
+        method: a method name such as `"at"` or a combination `"vid_i+kd"`.
+
+    Returns:
+        A dict `{override key: default}`.
+
+    Example:
+
+    >>> default_hparams("at+kd")
+    {'kd_weight': 1.0, 'kd_temperature': 4.0, 'at_weight': 1000.0, 'at_p': 2.0}
+    """
+    parts = parse_method(method)
+    return {
+        k: v for k, (v, _) in DEFAULTS.items() if any(o in parts for o in _owners(k))
+    }
+
+
+def overrides_for(method, overrides):
+    """Keeps the overrides that apply to `method`; fails on unknown keys.
+
+    For a grid of methods that share one set of overrides (for example
+    `{"kd_temperature": 2.0}` for `student`, `kd` and `vid_i+kd`): each
+    method gets only its own keys, while a misspelt key still fails.
+
+    Args:
+        method: a method name or `+`-combination.
+        overrides: a dict of `DEFAULTS` keys to values.
+
+    Returns:
+        A dict with the keys of `overrides` that configure `method`.
+
+    Raises:
+        ValueError: for a key that is not in `DEFAULTS`.
+
+    Example:
+
+    >>> overrides_for("student", {"kd_temperature": 2.0})
+    {}
+    >>> overrides_for("vid_i+kd", {"kd_temperature": 2.0})
+    {'kd_temperature': 2.0}
+    """
+    parts = parse_method(method)
+    _check_keys(overrides)
+    return {k: v for k, v in overrides.items() if any(o in parts for o in _owners(k))}
+
+
+def _unknown(what, name, valid, extra=""):
+    close = difflib.get_close_matches(str(name), valid, n=3, cutoff=0.5)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return ValueError(
+        f"Unknown {what} {name!r}.{hint} Valid: {', '.join(valid)}.{extra}"
+    )
+
+
+def parse_method(method):
+    """Splits a method name into its parts, validating each.
+
+    Args:
+        method: `"kd"`, `"vid_i+kd"`, ... (case and spaces around `+` are
+            ignored).
+
+    Returns:
+        A tuple of single method names, in the given order.
+
+    Raises:
+        ValueError: for an unknown name (with close matches), a repeated
+            part, or `student` combined with another method.
+
+    Example:
+
+    >>> parse_method("VID_I + kd")
+    ('vid_i', 'kd')
+    """
+    if not isinstance(method, str) or not method.strip():
+        raise ValueError(
+            f"`method` must be a non-empty string such as 'vid_i' or 'vid_i+kd'. "
+            f"Received: method={method!r}."
+        )
+    parts = tuple(p.strip().lower() for p in method.split("+"))
+    for part in parts:
+        if part not in METHODS:
+            raise _unknown(
+                "method",
+                part,
+                METHODS,
+                f" Combine methods with '+', e.g. 'vid_i+kd'. Received: "
+                f"method={method!r}.",
+            )
+    if len(set(parts)) != len(parts):
+        raise ValueError(
+            f"Method {method!r} names a method twice. List each once; to weight "
+            "it more, override its weight (e.g. kd_weight=2.0)."
+        )
+    if "student" in parts and len(parts) > 1:
+        raise ValueError(
+            f"Method {method!r} combines 'student' (no transfer) with a transfer "
+            "method. Use 'student' alone, or leave it out."
+        )
+    return parts
+
+
+def _check_keys(overrides):
+    for key in overrides:
+        if key not in DEFAULTS:
+            raise _unknown(
+                "override",
+                key,
+                list(DEFAULTS),
+                " Each key is `<method>_<setting>`; see keras_vid.methods.DEFAULTS.",
+            )
+
+
+def _check_overrides(method, parts, overrides):
+    _check_keys(overrides)
+    for key in overrides:
+        if not any(o in parts for o in _owners(key)):
+            raise ValueError(
+                f"The override {key}={overrides[key]!r} configures "
+                f"{' or '.join(repr(o) for o in _owners(key))}, which method "
+                f"{method!r} does not use. Remove it or add that method; to share "
+                "one set of overrides across methods, pass "
+                "overrides_for(method, overrides)."
+            )
+
+
+def _tap_pairs(method, teacher_taps, student_taps):
+    teacher_taps = list(teacher_taps or [])
+    student_taps = list(student_taps or [])
+    if len(teacher_taps) != len(student_taps):
+        raise ValueError(
+            "`teacher_taps` and `student_taps` are paired in order, so they must "
+            f"have the same length. Received: teacher_taps={teacher_taps} "
+            f"({len(teacher_taps)}), student_taps={student_taps} "
+            f"({len(student_taps)})."
+        )
+    if not teacher_taps:
+        raise ValueError(
+            f"Method {method!r} needs intermediate layer pairs, but `teacher_taps` "
+            "and `student_taps` are empty. Give the layer names to pair, e.g. "
+            "teacher_taps=['stage1', 'stage2', 'stage3'] and the same for the "
+            "student."
+        )
+    return list(zip(teacher_taps, student_taps))
+
+
+def build_distiller(
+    method,
+    teacher,
+    student,
+    teacher_taps=None,
+    student_taps=None,
+    teacher_features=None,
+    student_features=None,
+    **overrides,
+):
+    """Builds the distiller for a method name, with the documented defaults.
+
+    Args:
+        method: a name from `available_methods()` or a `+`-combination such
+            as `"vid_i+kd"` or `"at+kd"`.
+        teacher: the trained teacher, a functional or Sequential model.
+        student: the student, with the same inputs.
+        teacher_taps: the teacher's intermediate layers to pair, in order
+            (for example its stage outputs). Needed by `fitnet`, `at`, `nst`
+            and `vid_i`.
+        student_taps: the student's layers paired with them, the same length.
+        teacher_features: the teacher's penultimate (pre-logit) layer; used
+            by `vid_lp` with `vid_lp_target="features"`.
+        student_features: the student's penultimate layer; needed by `vid_lp`.
+        **overrides: any key of `DEFAULTS` (for example `kd_temperature=2.0`,
+            `at_weight=500.0`, `fitnet_pair=("t_stage1", "s_stage1")`) that
+            configures one of the chosen methods.
+
+    Returns:
+        A `keras_vid.VIDDistiller` when the method includes `vid_i` or
+        `vid_lp`, otherwise a `keras_vid.Distiller`. It is not compiled.
+
+    Raises:
+        ValueError: for an unknown method or override, an override of a
+            method not chosen, or missing layers.
+
+    Example:
+
+    ```python
+    distiller = keras_vid.methods.build_distiller(
+        "vid_i+kd", teacher, student,
+        teacher_taps=["stage1", "stage2", "stage3"],
+        student_taps=["stage1", "stage2", "stage3"],
+        kd_weight=0.5,
+    )
+    distiller.compile(
+        keras.optimizers.SGD(0.05, momentum=0.9),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    ```
+    """
+    parts = parse_method(method)
+    _check_overrides(method, parts, overrides)
+    hp = {k: overrides.get(k, v) for k, (v, _) in DEFAULTS.items()}
+
+    pairs = None
+    if any(p in ("at", "nst", "vid_i") for p in parts) or (
+        "fitnet" in parts and hp["fitnet_pair"] is None
+    ):
+        pairs = _tap_pairs(method, teacher_taps, student_taps)
+
+    terms = []
+    vid_pairs = []
+    for part in parts:
+        if part == "kd":
+            terms.append(
+                KDTerm(weight=hp["kd_weight"], temperature=hp["kd_temperature"])
+            )
+        elif part == "fitnet":
+            hint = hp["fitnet_pair"] or pairs[len(pairs) // 2]
+            if not isinstance(hint, (tuple, list)) or len(hint) != 2:
+                raise ValueError(
+                    "`fitnet_pair` must be a (teacher layer, student layer) pair. "
+                    f"Received: fitnet_pair={hint!r}."
+                )
+            terms.append(FitNetTerm(*hint, weight=hp["fitnet_weight"]))
+        elif part == "at":
+            terms.extend(
+                ATTerm(t, s, weight=hp["at_weight"], p=hp["at_p"]) for t, s in pairs
+            )
+        elif part == "nst":
+            terms.extend(NSTTerm(t, s, weight=hp["nst_weight"]) for t, s in pairs)
+        elif part == "vid_i":
+            vid_pairs.extend(
+                LayerPair(t, s, weight=hp["vid_i_weight"]) for t, s in pairs
+            )
+        elif part == "vid_lp":
+            vid_pairs.append(_vid_lp_pair(hp, teacher_features, student_features))
+
+    if vid_pairs:
+        return VIDDistiller(
+            teacher,
+            student,
+            pairs=vid_pairs,
+            init_variance=hp["vid_init_variance"],
+            eps=hp["vid_eps"],
+            reduction=hp["vid_reduction"],
+            terms=terms,
+        )
+    return Distiller(teacher, student, terms=terms)
+
+
+def _vid_lp_pair(hp, teacher_features, student_features):
+    target = hp["vid_lp_target"]
+    if target not in ("logits", "features"):
+        raise ValueError(
+            "`vid_lp_target` must be 'logits' (the teacher's output) or "
+            f"'features' (teacher_features). Received: vid_lp_target={target!r}."
+        )
+    if student_features is None:
+        raise ValueError(
+            "Method 'vid_lp' regresses the teacher's logits from the student's "
+            "penultimate layer, so it needs `student_features` (that layer's "
+            "name, e.g. 'features')."
+        )
+    if target == "features" and teacher_features is None:
+        raise ValueError(
+            "vid_lp_target='features' needs `teacher_features`, the teacher's "
+            "penultimate layer name."
+        )
+    teacher_layer = OUTPUT if target == "logits" else teacher_features
+    return LayerPair(teacher_layer, student_features, weight=hp["vid_lp_weight"])
