@@ -365,6 +365,21 @@ class Distiller(keras.Model):
         self._update_trackers(total, task, values, batch)
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
+    # ------------------------------------------------ multi-worker training
+    # Keras 3.15's `fit` fails under MultiWorkerMirroredStrategy at two points
+    # (keras-team/keras#20585): the symbolic build and the reduction of the
+    # logs. These overrides only route both through `keras_vid.distribute`,
+    # which explains the failures and holds the fixes; on one worker they
+    # behave as Keras's own methods.
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Builds from the local replica's batch instead of strategy.reduce().
+        distribute.symbolic_build(self, iterator=iterator, data_batch=data_batch)
+
+    def _make_function(self, step_function):
+        # Gives the logs a replica axis so Keras's axis=0 reduce is valid.
+        return super()._make_function(distribute.multi_worker_step(step_function, self))
+
     # ----------------------------------------------------------------- saving
 
     def export(self, filepath, format="tf_saved_model", **kwargs):
