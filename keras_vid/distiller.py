@@ -23,8 +23,9 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from keras_vid import distribute
+from keras_vid import distribute, validation
 from keras_vid.taps import OUTPUT, TapExtractor, check_graph_model, find_layer
+from keras_vid.teacher_cache import split_cached
 from keras_vid.transfer.base import TransferTerm, check_weight
 from keras_vid.transfer.vid import REDUCTIONS, VIDTerm, check_variance
 
@@ -278,13 +279,16 @@ class Distiller(keras.Model):
 
     def call(self, inputs, training=None):
         """Returns the student's outputs."""
-        return self.student(inputs, training=training)
+        return self.student(split_cached(inputs)[0], training=training)
 
     def _teacher_taps(self, x):
+        """Returns `(inputs, teacher taps)`; taps come from the cache if given."""
+        x, cached = split_cached(x)
         if self._extractors.teacher is None:
-            return []
-        _, taps = self._extractors.teacher(x, training=False)
-        return [ops.stop_gradient(t) for t in taps]
+            return x, []
+        if cached is None:
+            _, cached = self._extractors.teacher(x, training=False)
+        return x, [ops.stop_gradient(t) for t in cached]
 
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
@@ -342,7 +346,7 @@ class Distiller(keras.Model):
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        t_taps = self._teacher_taps(x)
+        x, t_taps = self._teacher_taps(x)
         with tf.GradientTape() as tape:
             y_pred, s_taps = self._extractors.student(x, training=True)
             total, task, values, batch = self._total_loss(
@@ -357,13 +361,28 @@ class Distiller(keras.Model):
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        t_taps = self._teacher_taps(x)
+        x, t_taps = self._teacher_taps(x)
         y_pred, s_taps = self._extractors.student(x, training=False)
         total, task, values, batch = self._total_loss(
             x, y, y_pred, sample_weight, t_taps, s_taps, training=False
         )
         self._update_trackers(total, task, values, batch)
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        """Trains the student; see `keras.Model.fit`.
+
+        Before the first step it checks the data (`keras_vid.validation`): an
+        empty dataset, images of the wrong shape for the teacher, or integer
+        labels out of range raise a clear error instead of failing inside a
+        traced graph or training on garbage.
+        """
+        validation.check_fit_data(self, x, y)
+        return super().fit(x, y, *args, **kwargs)
+
+    def predict_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return self.student(split_cached(x)[0], training=False)
 
     # ------------------------------------------------ multi-worker training
     # Keras 3.15's `fit` fails under MultiWorkerMirroredStrategy at two points

@@ -1,0 +1,94 @@
+"""Checks on the data given to `fit`, before the first training step.
+
+Keras reports a wrong image shape, an empty dataset or an out-of-range label
+from deep inside a traced graph, often after the teacher and the optimiser
+were built, or (for labels) not at all: an out-of-range sparse label gives a
+NaN or garbage loss on CPU. These checks look at the first batch (all of it
+for in-memory arrays) and raise a clear error first.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from keras_vid.teacher_cache import split_cached
+
+
+def _first_element(data):
+    if isinstance(data, tf.data.Dataset):
+        if int(data.cardinality()) == 0:
+            raise ValueError(
+                "The training dataset is empty (cardinality 0). Check the filters, "
+                "`take()`/`skip()` counts and `samples_per_class` that built it."
+            )
+        for element in data.take(1):
+            return element
+        raise ValueError(
+            "The training dataset yielded no batch. Check the filters and counts "
+            "that built it."
+        )
+    return None
+
+
+def _as_xy(element):
+    if isinstance(element, (tuple, list)):
+        x = element[0]
+        y = element[1] if len(element) > 1 else None
+        return x, y
+    return element, None
+
+
+def check_fit_data(distiller, x=None, y=None):
+    """Raises a clear error for data that cannot train `distiller`.
+
+    Checks: the data is not empty; the images' shape matches the teacher's
+    (and so the student's) input; integer class labels lie in
+    `[0, number of student outputs)`.
+
+    Args:
+        distiller: a `keras_vid.Distiller`.
+        x: what `fit` received as `x` (arrays or a `tf.data.Dataset`).
+        y: what `fit` received as `y`, if any.
+
+    Raises:
+        ValueError: naming what is wrong and how to fix it.
+
+    Example:
+
+    ```python
+    check_fit_data(distiller, train_ds)
+    ```
+    """
+    element = _first_element(x)
+    if element is not None:
+        x, y = _as_xy(element)
+    elif x is None:
+        return
+    x, _ = split_cached(x)
+    flat = tf.nest.flatten(x)
+    if flat and hasattr(flat[0], "shape") and len(flat[0]) == 0:
+        raise ValueError("The training data is empty (0 examples).")
+    expected = [tuple(t.shape[1:]) for t in distiller.teacher.inputs]
+    got = [tuple(np.shape(t)[1:]) for t in flat]
+    if len(got) == len(expected) and any(
+        len(g) != len(e) or any(a is not None and a != b for a, b in zip(e, g))
+        for g, e in zip(got, expected)
+    ):
+        raise ValueError(
+            f"The data's inputs have shape {got} (without batch), but the teacher "
+            f"'{distiller.teacher.name}' expects {expected}. Resize or reshape the "
+            "images (for example with the dataset the teacher was trained on), or "
+            "use a teacher built for this input shape."
+        )
+    if y is None or isinstance(y, (dict, list, tuple)):
+        return
+    y = np.asarray(y)
+    out = distiller.student.outputs
+    classes = out[0].shape[-1] if len(out) == 1 else None
+    if classes and np.issubdtype(y.dtype, np.integer) and y.size:
+        low, high = int(y.min()), int(y.max())
+        if low < 0 or high >= classes:
+            raise ValueError(
+                f"Integer labels must lie in [0, {classes}) for a student with "
+                f"{classes} outputs. Received labels from {low} to {high}. Check the "
+                "label encoding, or the student's number of classes."
+            )
