@@ -1,0 +1,104 @@
+"""Flags shared by the recipes: data, models, method and training schedule."""
+
+import json
+
+from absl import flags
+
+from keras_vid import experiment
+
+FLAGS = flags.FLAGS
+
+
+def define_flags(method_default="vid_i"):
+    """Defines the flags every distillation recipe takes."""
+    flags.DEFINE_enum(
+        "dataset",
+        "fashion_mnist",
+        ["fashion_mnist", "mnist", "cifar10", "cifar100"],
+        "Data set, loaded offline through keras_vid.data.",
+    )
+    flags.DEFINE_string(
+        "teacher",
+        None,
+        "A saved teacher (.keras) or a zoo architecture name; when an "
+        "architecture is given, a teacher is trained and cached in --output_dir.",
+    )
+    flags.DEFINE_string(
+        "teacher_arch",
+        None,
+        "Architecture of a saved --teacher file, used to pick its taps. "
+        "Defaults to 'cnn' for Fashion-MNIST/MNIST and 'wrn-40-2' for CIFAR.",
+    )
+    flags.DEFINE_string("student", None, "Student architecture (keras_vid.models).")
+    flags.DEFINE_string(
+        "method", method_default, "keras_vid.methods name, e.g. vid_i, kd, vid_i+kd."
+    )
+    flags.DEFINE_integer(
+        "samples_per_class", 100, "Training images per class (0 = all).", lower_bound=0
+    )
+    flags.DEFINE_integer("epochs", 30, "Distillation epochs.", lower_bound=1)
+    flags.DEFINE_integer("batch_size", 64, "Batch size.", lower_bound=1)
+    flags.DEFINE_float("learning_rate", 0.05, "Initial SGD learning rate.")
+    flags.DEFINE_enum(
+        "lr_schedule", "cosine", list(experiment.SCHEDULES), "Learning-rate schedule."
+    )
+    flags.DEFINE_integer("seed", 0, "Seed: data subset, student init, order.")
+    flags.DEFINE_string("output_dir", "runs/distill", "Where results are written.")
+    flags.DEFINE_string(
+        "manual_dir",
+        None,
+        "Directory with the raw data files (else $KERAS_VID_MANUAL_DIR or the "
+        "Debian package's directory).",
+    )
+    flags.DEFINE_integer("teacher_epochs", 5, "Epochs when a teacher is trained.")
+    flags.DEFINE_integer(
+        "teacher_samples_per_class",
+        0,
+        "Images per class to train a teacher on (0 = all); for quick trials.",
+        lower_bound=0,
+    )
+    flags.DEFINE_string(
+        "overrides",
+        "{}",
+        "Method hyperparameters as JSON, e.g. '{\"kd_temperature\": 2.0}' "
+        "(keys: keras_vid.methods.DEFAULTS). Parsed as JSON, never evaluated.",
+    )
+    flags.DEFINE_enum(
+        "strategy",
+        "default",
+        ["default", "mirrored", "multi_worker"],
+        "tf.distribute strategy.",
+    )
+
+
+def get_teacher(spec, dataset, output_dir, seed=0):
+    """Loads or trains the teacher the flags name."""
+    return experiment.get_teacher(
+        spec,
+        dataset,
+        output_dir,
+        epochs=FLAGS.teacher_epochs,
+        seed=seed,
+        manual_dir=FLAGS.manual_dir,
+        samples_per_class=FLAGS.teacher_samples_per_class or None,
+    )
+
+
+def default_archs(dataset):
+    """Returns the (teacher, student) architectures for a data set."""
+    if dataset.startswith("cifar"):
+        return "wrn-40-2", "wrn-16-1"
+    return "cnn", "cnn-small"
+
+
+def parse_overrides(text):
+    """Parses --overrides as a JSON object."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(
+            f"--overrides must be a JSON object. Received: {text!r}"
+        ) from e
+    if not isinstance(value, dict):
+        raise ValueError(f"--overrides must be a JSON object. Received: {text!r}")
+    return value

@@ -1,0 +1,112 @@
+"""The recipes' library side: grids, tables, tap pairing, the paper layout."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+from test_data import register_archive, write_tiny_cifar
+
+from keras_vid import experiment, models
+
+FMNIST = "/usr/share/datasets/fashion-mnist"
+
+
+def test_paired_taps_align_the_deepest_layers():
+    assert experiment.paired_taps("wrn-40-2", "wrn-16-1") == (
+        ["stage1", "stage2", "stage3"],
+        ["stage1", "stage2", "stage3"],
+    )
+    assert experiment.paired_taps("cnn", "mlp") == (
+        ["stage2", "stage3"],
+        ["hidden1", "hidden2"],
+    )
+
+
+def test_markdown_table_mean_std_and_paper_numbers():
+    results = [
+        {"method": "kd", "samples_per_class": 100, "test_accuracy": a, "seed": s}
+        for s, a in enumerate([0.60, 0.70])
+    ] + [{"method": "kd", "samples_per_class": 500, "test_accuracy": 0.8, "seed": 0}]
+    table = experiment.markdown_table(results, paper={"kd": {100: 64.24}})
+    # mean 65, sample std sqrt(50) = 7.07
+    assert "| kd | 80.00 | 65.00 ± 7.07 (paper 64.24) |" in table
+    assert table.splitlines()[0] == "| method | N=500 | N=100 |"
+
+
+def test_lr_schedules():
+    step = experiment.lr_schedule("step", 0.1, 100)
+    assert [round(float(step(i)), 6) for i in (0, 49, 51, 80)] == [
+        0.1,
+        0.1,
+        0.01,
+        0.001,
+    ]
+    cos = experiment.lr_schedule("cosine", 0.1, 100)
+    assert float(cos(0)) == pytest.approx(0.1) and float(cos(100)) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        experiment.lr_schedule("linear", 0.1, 10)
+
+
+def test_paper_grid_on_mock_cifar10(tmp_path, monkeypatch):
+    """The paper's CIFAR-10 layout, through tfds with tfds.testing.mock_data."""
+    import tensorflow_datasets as tfds
+
+    path, _ = write_tiny_cifar(monkeypatch, tmp_path / "manual")
+    register_archive(monkeypatch, "cifar10", path)
+    keras.utils.set_random_seed(0)
+    teacher = models.get_model("wrn-16-1", num_classes=10)  # small stand-in
+    base = experiment.DistillConfig(
+        dataset="cifar10",
+        teacher="wrn-16-1",
+        student="wrn-16-1",
+        epochs=1,
+        batch_size=16,
+        samples_per_class=None,
+        manual_dir=str(tmp_path / "manual"),
+        data_dir=str(tmp_path / "tfds"),
+        source="tfds",
+        verbose=0,
+    )
+    results = []
+    with tfds.testing.mock_data(num_examples=16):
+        for method in ("student", "vid_i"):
+            cfg = experiment.DistillConfig(**{**base.__dict__, "method": method})
+            results.append(experiment.distill(cfg, teacher))
+    assert [r["method"] for r in results] == ["student", "vid_i"]
+    assert "vid/stage3" in results[1]["history"]
+    assert all(0.0 <= r["test_accuracy"] <= 1.0 for r in results)
+    table = experiment.write_results(results, str(tmp_path / "out"), "mock")
+    assert "| vid_i |" in table
+    for name in ("results.json", "results.csv", "results.md", "accuracy.png"):
+        assert os.path.getsize(tmp_path / "out" / name) > 0
+
+
+@pytest.mark.skipif(not os.path.isdir(FMNIST), reason="Debian's Fashion-MNIST absent")
+def test_distill_recipe_end_to_end(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "recipes/distill.py",
+        "--method=vid_i+kd",
+        "--samples_per_class=5",
+        "--epochs=2",
+        "--teacher=cnn",
+        "--teacher_epochs=1",
+        "--teacher_samples_per_class=20",
+        f"--output_dir={out}",
+    ]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((out / "result.json").read_text())
+    assert result["method"] == "vid_i+kd" and result["epochs"] == 2
+    assert "kd_loss" in result["history"] and "vid_loss" in result["history"]
+    student = keras.saving.load_model(out / "student.keras", safe_mode=True)
+    assert student.output_shape == (None, 10)
+    assert np.isfinite(result["test_accuracy"])
+    assert any(p.name == "logs" for p in out.iterdir())  # TensorBoard
