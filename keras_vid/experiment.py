@@ -18,6 +18,7 @@ from keras_vid import data as data_lib
 from keras_vid import methods as methods_lib
 from keras_vid import models as models_lib
 from keras_vid.callbacks import TerminateOnNonFinite, save_atomic
+from keras_vid.teacher_cache import cache_teacher
 
 SCHEDULES = ("cosine", "step", "constant")
 
@@ -50,6 +51,7 @@ class DistillConfig:
     strategy: str = "default"
     source: str = "auto"
     data_dir: str | None = None
+    teacher_cache: bool = False
     verbose: int = 1
     overrides: dict = dataclasses.field(default_factory=dict)
 
@@ -259,6 +261,24 @@ def get_teacher(
     )
 
 
+def resume_epoch(backup_dir):
+    """The epoch a `BackupAndRestore` in `backup_dir` will resume at (0 if none).
+
+    Example:
+
+    >>> resume_epoch("/nonexistent")
+    0
+    """
+    for name in ("training_metadata.json", "training_metadata.json.bkp"):
+        path = os.path.join(backup_dir, name)
+        try:
+            with open(path) as f:
+                return int(json.load(f)["epoch"])
+        except (OSError, ValueError, KeyError):
+            continue
+    return 0
+
+
 def distill(cfg, teacher, callbacks=()):
     """Runs one distillation and returns its results.
 
@@ -279,6 +299,15 @@ def distill(cfg, teacher, callbacks=()):
     ```
     """
     methods_lib.parse_method(cfg.method)  # fail before any data is loaded
+    augment = cfg.augment
+    if augment is None:
+        augment = cfg.dataset.startswith("cifar")
+    if cfg.teacher_cache and augment:
+        raise ValueError(
+            "The teacher cache needs the same images every epoch, but this run "
+            f"augments them (dataset {cfg.dataset!r}). Pass augment=False "
+            "(--noaugment), or leave the teacher cache off."
+        )
     start = time.time()
     train = data_lib.load(
         cfg.dataset,
@@ -286,7 +315,9 @@ def distill(cfg, teacher, callbacks=()):
         batch_size=cfg.batch_size,
         samples_per_class=cfg.samples_per_class,
         seed=cfg.seed,
-        augment=cfg.augment,
+        augment=augment,
+        # With the cache, examples are shuffled after it, by cache_teacher.
+        shuffle=False if cfg.teacher_cache else None,
         manual_dir=cfg.manual_dir,
         source=cfg.source,
         data_dir=cfg.data_dir,
@@ -313,6 +344,12 @@ def distill(cfg, teacher, callbacks=()):
         # A grid shares one set of overrides; each method takes its own keys.
         **methods_lib.overrides_for(cfg.method, cfg.overrides),
     )
+    if cfg.teacher_cache:
+        meta = data_lib.info(cfg.dataset)
+        n = (cfg.samples_per_class or 0) * meta["num_classes"] or meta["num_train"]
+        train = cache_teacher(
+            distiller, train, shuffle_buffer=min(n, 20000), seed=cfg.seed
+        )
     steps = cfg.epochs * int(train.cardinality())
     distiller.compile(
         keras.optimizers.SGD(
@@ -326,6 +363,14 @@ def distill(cfg, teacher, callbacks=()):
     cbs = [TerminateOnNonFinite(), *callbacks]
     if cfg.output_dir:
         os.makedirs(cfg.output_dir, exist_ok=True)
+        backup = os.path.join(cfg.output_dir, "backup")
+        # Epochs draw their shuffle and augmentation from the dataset's
+        # iteration count; replaying the finished epochs' iterators makes a
+        # resumed run see the same batches as an uninterrupted one.
+        for _ in range(resume_epoch(backup)):
+            iter(train)
+        # Double checkpointing keeps the previous backup if a save is torn.
+        cbs.append(keras.callbacks.BackupAndRestore(backup, double_checkpoint=True))
         cbs.append(keras.callbacks.TensorBoard(os.path.join(cfg.output_dir, "logs")))
         cbs.append(
             keras.callbacks.CSVLogger(os.path.join(cfg.output_dir, "history.csv"))

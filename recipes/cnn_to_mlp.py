@@ -19,6 +19,7 @@ FLAGS = common.FLAGS
 
 def main(argv):
     del argv
+    common.setup()
     teacher_spec = FLAGS.teacher or "cnn"
     arch = FLAGS.teacher_arch or (
         "cnn" if teacher_spec.endswith(".keras") else teacher_spec

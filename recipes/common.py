@@ -63,12 +63,25 @@ def define_flags(method_default="vid_i"):
         "Method hyperparameters as JSON, e.g. '{\"kd_temperature\": 2.0}' "
         "(keys: keras_vid.methods.DEFAULTS). Parsed as JSON, never evaluated.",
     )
+    flags.DEFINE_bool(
+        "deterministic",
+        False,
+        "Enable TensorFlow op determinism: the same seed gives the same weights.",
+    )
     flags.DEFINE_enum(
         "strategy",
         "default",
         ["default", "mirrored", "multi_worker"],
         "tf.distribute strategy.",
     )
+
+
+def setup():
+    """Applies process-wide flags; call first in main()."""
+    if FLAGS.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
 
 
 def get_teacher(spec, dataset, output_dir, seed=0):

@@ -42,6 +42,7 @@ def config_from_flags():
 
 def main(argv):
     del argv
+    common.setup()
     cfg, teacher_spec = config_from_flags()
     teacher, _ = common.get_teacher(teacher_spec, cfg.dataset, cfg.output_dir)
     result = experiment.distill(cfg, teacher)

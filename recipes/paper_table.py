@@ -54,6 +54,7 @@ def run_grid(cfg_base, teacher, methods, sizes, seeds, on_result=None):
 
 def main(argv):
     del argv
+    common.setup()
     t_arch, s_arch = common.default_archs(FLAGS.dataset)
     teacher_spec = FLAGS.teacher or t_arch
     arch = FLAGS.teacher_arch or (

@@ -110,3 +110,22 @@ def test_distill_recipe_end_to_end(tmp_path):
     assert student.output_shape == (None, 10)
     assert np.isfinite(result["test_accuracy"])
     assert any(p.name == "logs" for p in out.iterdir())  # TensorBoard
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 truncated zip", b"not a model"])
+def test_corrupt_or_truncated_teacher_file(tmp_path, content):
+    path = tmp_path / "teacher.keras"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match="corrupt, truncated or not a Keras model"):
+        experiment.load_teacher(str(path))
+
+
+def test_truncated_real_teacher_file(tmp_path):
+    path = tmp_path / "teacher.keras"
+    models.get_model("cnn-small").save(path)
+    blob = path.read_bytes()
+    path.write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(ValueError, match="corrupt, truncated"):
+        experiment.load_teacher(str(path))
+    with pytest.raises(FileNotFoundError, match="No teacher at"):
+        experiment.load_teacher(str(tmp_path / "missing.keras"))

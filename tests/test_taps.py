@@ -86,3 +86,12 @@ def test_teacher_extractor_prunes_layers_after_its_taps():
     model, _ = nested_model()
     ext = TapExtractor(model, ["pool"], include_outputs=False)
     assert "head" not in [lyr.name for lyr in ext.model.layers]
+
+
+def test_multi_output_tap_is_refused():
+    # A built-in layer with two outputs: a GRU that returns its state.
+    seq = keras.Input((3, 4))
+    out, state = keras.layers.GRU(2, return_state=True, name="gru")(seq)
+    model = keras.Model(seq, keras.layers.Dense(1)(out))
+    with pytest.raises(ValueError, match="has 2 outputs; a tap must be a single"):
+        TapExtractor(model, ["gru"], "teacher")

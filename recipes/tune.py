@@ -1,0 +1,276 @@
+"""Hyperparameter search for VID: KerasTuner over `keras_vid.tuning`.
+
+    python recipes/tune.py --dataset=fashion_mnist --teacher=cnn \\
+        --samples_per_class=100 --epochs=10 --tuner=random --max_trials=6 \\
+        --output_dir=runs/tune
+
+Takes distill.py's data and model flags. The teacher comes from
+`experiment.get_teacher` (a `.keras` path, or an architecture trained once and
+cached in --output_dir); its file is what each trial loads.
+
+Data: training on --samples_per_class images per class drawn with --seed
+(the images distill.py trains on); with --validation=holdout (the default)
+the objective is measured on --val_per_class other training images per class,
+drawn with seed + 1 from those left out of the subset, so the search never
+looks at the test split. The best student's test accuracy is reported at the
+end. --validation=test selects on the test split instead (then that test
+accuracy is optimistic).
+
+What is searched (see keras_vid.tuning): vid_weight, init_variance,
+learning_rate, use_pair_<i> per --candidate_pairs and use_kd, with KD's
+weight and temperature fixed. --search_space and --fixed (JSON) override
+ranges and fix values; an explicit --learning_rate fixes the learning rate;
+--overrides fixes vid_i_weight, vid_init_variance, kd_weight, kd_temperature
+(and sets vid_eps, vid_reduction); --method=vid_i+kd always adds KD.
+
+Writes to --output_dir: trials.csv, trials.md, trials.png (the objective
+against each hyperparameter), best.json, best_student.keras (the student
+alone) and tuner/ (KerasTuner's trials and checkpoints; a rerun resumes it
+unless --overwrite).
+"""
+
+import functools
+import json
+import os
+import time
+
+from absl import app, flags
+
+import common
+from keras_vid import data as data_lib
+from keras_vid import distribute, experiment, methods, tuning
+
+common.define_flags()
+flags.DEFINE_enum("tuner", "random", list(tuning.TUNERS), "KerasTuner search.")
+flags.DEFINE_integer(
+    "max_trials",
+    10,
+    "Trials for random and Bayesian search (Hyperband derives its own number "
+    "of trials from --epochs and --hyperband_factor).",
+    lower_bound=1,
+)
+flags.DEFINE_integer(
+    "executions_per_trial", 1, "Trainings per trial, averaged.", lower_bound=1
+)
+flags.DEFINE_string(
+    "objective",
+    "val_accuracy",
+    "The metric to optimise, e.g. val_accuracy (max) or val_task_loss (min); "
+    "'name:min' or 'name:max' sets the direction.",
+)
+flags.DEFINE_list(
+    "candidate_pairs",
+    None,
+    "Layer pairs 'teacher:student' (or one name for both), e.g. "
+    "stage2:stage2,stage3:stage3. Defaults to experiment.paired_taps.",
+)
+flags.DEFINE_bool(
+    "search_pairs", True, "Search which candidate pairs to use (else use all)."
+)
+flags.DEFINE_string(
+    "search_space",
+    "{}",
+    "JSON {name: range}: {'min': ..., 'max': ..., 'sampling': 'log'} for a "
+    "range, a list for a choice, true for a boolean, e.g. "
+    '\'{"vid_weight": {"min": 0.5, "max": 50, "sampling": "log"}}\'.',
+)
+flags.DEFINE_string(
+    "fixed", "{}", "JSON {name: value} of fixed values, e.g. '{\"use_kd\": false}'."
+)
+flags.DEFINE_enum(
+    "validation",
+    "holdout",
+    ["holdout", "test"],
+    "holdout: other training images (disjoint from the subset); test: the test split.",
+)
+flags.DEFINE_integer(
+    "val_per_class", 200, "Held-out validation images per class.", lower_bound=1
+)
+flags.DEFINE_integer("hyperband_factor", 3, "Hyperband's reduction factor.")
+flags.DEFINE_integer("verbose", 2, "Keras verbosity: 0, 1 or 2.")
+flags.DEFINE_bool("overwrite", False, "Start afresh instead of resuming tuner/.")
+FLAGS = common.FLAGS
+
+# --overrides keys and what they become in the hypermodel.
+_FIXED_OVERRIDES = {
+    "vid_i_weight": "vid_weight",
+    "vid_init_variance": "init_variance",
+    "kd_weight": "kd_weight",
+    "kd_temperature": "kd_temperature",
+}
+_ARG_OVERRIDES = {"vid_eps": "eps", "vid_reduction": "reduction"}
+
+
+def parse_pairs(items, t_arch, s_arch):
+    """Parses --candidate_pairs; defaults to the architectures' paired taps."""
+    if not items:
+        t, s = experiment.paired_taps(t_arch, s_arch)
+        return list(zip(t, s))
+    pairs = []
+    for item in items:
+        t, _, s = item.partition(":")
+        pairs.append((t.strip(), (s or t).strip()))
+    return pairs
+
+
+def parse_json(name):
+    """Parses a JSON-object flag."""
+    text = FLAGS[name].value
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--{name} must be a JSON object. Received: {text!r}") from e
+    if not isinstance(value, dict):
+        raise ValueError(f"--{name} must be a JSON object. Received: {text!r}")
+    return value
+
+
+def hypermodel_args():
+    """Returns the search space, fixed values and VID arguments from the flags."""
+    parts = methods.parse_method(FLAGS.method)
+    if "vid_i" not in parts or set(parts) - {"vid_i", "kd"}:
+        raise ValueError(
+            f"tune.py searches VID's hyperparameters: --method must be vid_i (KD "
+            f"searched as use_kd) or vid_i+kd (KD always on). Received: "
+            f"{FLAGS.method!r}."
+        )
+    search_space = parse_json("search_space")
+    fixed = parse_json("fixed")
+    extra = {}
+    for key, value in common.parse_overrides(FLAGS.overrides).items():
+        if key in _FIXED_OVERRIDES:
+            fixed.setdefault(_FIXED_OVERRIDES[key], value)
+        elif key in _ARG_OVERRIDES:
+            extra[_ARG_OVERRIDES[key]] = value
+        else:
+            raise ValueError(
+                f"--overrides key {key!r} does not configure VID or KD. Valid: "
+                f"{sorted([*_FIXED_OVERRIDES, *_ARG_OVERRIDES])}."
+            )
+    if "kd" in parts:
+        fixed["use_kd"] = True
+    if FLAGS["learning_rate"].present:
+        fixed.setdefault("learning_rate", FLAGS.learning_rate)
+    return search_space, fixed, extra
+
+
+def resolve_teacher(spec, t_arch):
+    """Returns `(teacher file, teacher architecture)`, training it if needed."""
+    is_path = spec.endswith(".keras") or os.path.sep in spec
+    path = (
+        spec
+        if is_path
+        else os.path.join(FLAGS.output_dir, f"teacher_{spec}_{FLAGS.dataset}.keras")
+    )
+    _, acc = experiment.get_teacher(
+        spec,
+        FLAGS.dataset,
+        FLAGS.output_dir,
+        epochs=FLAGS.teacher_epochs,
+        seed=FLAGS.seed,
+        manual_dir=FLAGS.manual_dir,
+        verbose=FLAGS.verbose,
+    )
+    if acc is not None:
+        print(f"Teacher trained: test accuracy {100 * acc:.2f}% -> {path}")
+    return path, FLAGS.teacher_arch or (t_arch if is_path else spec)
+
+
+def main(argv):
+    del argv
+    start = time.time()
+    os.makedirs(FLAGS.output_dir, exist_ok=True)
+    search_space, fixed, extra = hypermodel_args()
+    t_default, s_default = common.default_archs(FLAGS.dataset)
+    teacher_path, t_arch = resolve_teacher(FLAGS.teacher or t_default, t_default)
+    s_arch = FLAGS.student or s_default
+    pairs = parse_pairs(FLAGS.candidate_pairs, t_arch, s_arch)
+    if FLAGS.strategy == "multi_worker":
+        raise ValueError(
+            "--strategy=multi_worker is not supported by tune.py: KerasTuner runs "
+            "its own chief/worker protocol for distributed search. Use default "
+            "or mirrored."
+        )
+    strategy = (
+        distribute.get_strategy("mirrored") if FLAGS.strategy == "mirrored" else None
+    )
+
+    spc = FLAGS.samples_per_class or None
+    train, val = tuning.load_search_data(
+        FLAGS.dataset,
+        spc,
+        val_per_class=FLAGS.val_per_class,
+        seed=FLAGS.seed,
+        batch_size=FLAGS.batch_size,
+        validation=FLAGS.validation,
+        manual_dir=FLAGS.manual_dir,
+    )
+    hypermodel = tuning.VIDHyperModel(
+        teacher_path,
+        functools.partial(experiment.build_model, s_arch, FLAGS.dataset),
+        pairs,
+        search_space=search_space,
+        fixed=fixed,
+        search_pairs=FLAGS.search_pairs,
+        lr_schedule=FLAGS.lr_schedule,
+        epochs=FLAGS.epochs,
+        seed=FLAGS.seed,
+        **extra,
+    )
+    tuner_kwargs = {}
+    if FLAGS.tuner == "hyperband":
+        tuner_kwargs["factor"] = FLAGS.hyperband_factor
+    tuner = tuning.make_tuner(
+        FLAGS.tuner,
+        hypermodel,
+        objective=FLAGS.objective,
+        max_trials=FLAGS.max_trials,
+        max_epochs=FLAGS.epochs,
+        executions_per_trial=FLAGS.executions_per_trial,
+        seed=FLAGS.seed + 1,
+        directory=FLAGS.output_dir,
+        project_name="tuner",
+        overwrite=FLAGS.overwrite,
+        distribution_strategy=strategy,
+        **tuner_kwargs,
+    )
+    print(
+        f"Searching {FLAGS.tuner}: {t_arch} -> {s_arch} on {FLAGS.dataset}, "
+        f"N={spc or 'all'}, validation={FLAGS.validation}, "
+        f"pairs {hypermodel.pair_names or pairs}"
+    )
+    tuner.search(train, validation_data=val, epochs=FLAGS.epochs, verbose=FLAGS.verbose)
+
+    title = (
+        f"{FLAGS.dataset}, N={spc or 'all'}: {t_arch} -> {s_arch}, "
+        f"{FLAGS.tuner} search, {tuner.oracle.objective.name}"
+    )
+    table = tuning.write_trials(tuner, FLAGS.output_dir, title)
+    student_path = os.path.join(FLAGS.output_dir, "best_student.keras")
+    student = tuning.best_student(tuner, student_path)
+    test = data_lib.load(
+        FLAGS.dataset, "test", batch_size=512, manual_dir=FLAGS.manual_dir
+    )
+    test_logs = student.evaluate(test, verbose=0, return_dict=True)
+    best = tuner.oracle.get_best_trials(1)[0]
+    summary = {
+        "best_trial": best.trial_id,
+        "objective": tuner.oracle.objective.name,
+        "direction": tuner.oracle.objective.direction,
+        "best_value": best.score,
+        "hyperparameters": best.hyperparameters.values,
+        "pairs": hypermodel.pair_names,
+        "test_accuracy": float(test_logs["accuracy"]),
+        "validation": FLAGS.validation,
+        "teacher": teacher_path,
+        "student": student_path,
+        "seconds": round(time.time() - start, 1),
+    }
+    with open(os.path.join(FLAGS.output_dir, "best.json"), "w") as f:
+        json.dump(summary, f, indent=2, default=str)
+    print(table)
+    print(json.dumps(summary, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    app.run(main)
