@@ -52,6 +52,8 @@ class DistillConfig:
     source: str = "auto"
     data_dir: str | None = None
     teacher_cache: bool = False
+    # Layers to pair, the same names in both models; None pairs the stages.
+    taps: tuple | None = None
     verbose: int = 1
     overrides: dict = dataclasses.field(default_factory=dict)
 
@@ -332,7 +334,10 @@ def distill(cfg, teacher, callbacks=()):
     )
     keras.utils.set_random_seed(cfg.seed)
     student = build_model(cfg.student, cfg.dataset)
-    t_taps, s_taps = paired_taps(cfg.teacher, cfg.student)
+    if cfg.taps:
+        t_taps, s_taps = list(cfg.taps), list(cfg.taps)
+    else:
+        t_taps, s_taps = paired_taps(cfg.teacher, cfg.student)
     distiller = methods_lib.build_distiller(
         cfg.method,
         teacher,
@@ -365,9 +370,12 @@ def distill(cfg, teacher, callbacks=()):
         os.makedirs(cfg.output_dir, exist_ok=True)
         backup = os.path.join(cfg.output_dir, "backup")
         # Epochs draw their shuffle and augmentation from the dataset's
-        # iteration count; replaying the finished epochs' iterators makes a
-        # resumed run see the same batches as an uninterrupted one.
-        for _ in range(resume_epoch(backup)):
+        # iterator count. Keras 3.15's epoch loop (steps_per_epoch=None) makes
+        # two iterators per epoch: one at the end of the epoch, unused, and one
+        # at the start of the next. Replaying as many for the finished epochs
+        # makes a resumed run see the same batches as an uninterrupted one;
+        # tests/test_reliability.py checks the weights end equal.
+        for _ in range(2 * resume_epoch(backup)):
             iter(train)
         # Double checkpointing keeps the previous backup if a save is torn.
         cbs.append(keras.callbacks.BackupAndRestore(backup, double_checkpoint=True))

@@ -1,0 +1,102 @@
+"""The defaults study: VID variants beside the baselines, N x seeds.
+
+    python recipes/study.py --sizes=500,100 --seeds=0,1,2 --output_dir=runs/study
+
+Each variant is a method name plus overrides (keras_vid.methods.DEFAULTS
+keys) and, optionally, the layers to pair. Every variant of a (N, seed) cell
+trains from the same images and the same initial student weights. Results are
+written after each run (results.json/.csv/.md, accuracy.png), so an
+interrupted study keeps what it has; rerunning skips the runs already done.
+"""
+
+import json
+import os
+
+from absl import app, flags
+
+import common
+from keras_vid import experiment
+
+common.define_flags()
+flags.DEFINE_list("sizes", ["100"], "Images per class (N).")
+flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
+flags.DEFINE_list("variants", None, "Variant labels to run (default: all).")
+flags.DEFINE_bool("teacher_cache", True, "Cache the teacher's taps (no augmentation).")
+FLAGS = common.FLAGS
+
+STAGES = ["stage1", "stage2", "stage3"]
+STAGES_AND_FEATURES = STAGES + ["features"]
+
+# label: (method, overrides, layers to pair or None for the recipe's default)
+VARIANTS = {
+    "student": ("student", {}, None),
+    "kd": ("kd", {}, None),
+    "fitnet": ("fitnet", {}, None),
+    "at": ("at", {}, None),
+    # RepDistiller's constants: lambda 1, per-element mean, variance 5.
+    "vid_i (RepDistiller)": (
+        "vid_i",
+        {"vid_i_weight": 1.0, "vid_init_variance": 5.0},
+        STAGES,
+    ),
+    "vid_i (keras-vid)": ("vid_i", {}, None),
+    "vid_i+vid_lp": ("vid_i+vid_lp", {}, None),
+    "vid_i+kd": ("vid_i+kd", {}, None),
+}
+
+
+def main(argv):
+    del argv
+    common.setup()
+    t_arch, s_arch = common.default_archs(FLAGS.dataset)
+    teacher_spec = FLAGS.teacher or t_arch
+    arch = FLAGS.teacher_arch or (
+        teacher_spec if not teacher_spec.endswith(".keras") else t_arch
+    )
+    student = FLAGS.student or s_arch
+    teacher, _ = common.get_teacher(teacher_spec, FLAGS.dataset, FLAGS.output_dir)
+    path = os.path.join(FLAGS.output_dir, "results.json")
+    results = []
+    if os.path.exists(path):
+        with open(path) as f:
+            results = json.load(f)
+    done = {(r["method"], r["samples_per_class"], r["seed"]) for r in results}
+    labels = FLAGS.variants or list(VARIANTS)
+    title = f"{FLAGS.dataset}: {arch} -> {student}, test accuracy (%)"
+    for n in [int(v) for v in FLAGS.sizes]:
+        for seed in [int(v) for v in FLAGS.seeds]:
+            for label in labels:
+                if (label, n, seed) in done:
+                    continue
+                method, overrides, taps = VARIANTS[label]
+                cfg = experiment.DistillConfig(
+                    dataset=FLAGS.dataset,
+                    teacher=arch,
+                    student=student,
+                    method=method,
+                    samples_per_class=n,
+                    epochs=FLAGS.epochs,
+                    batch_size=FLAGS.batch_size,
+                    learning_rate=FLAGS.learning_rate,
+                    lr_schedule=FLAGS.lr_schedule,
+                    seed=seed,
+                    manual_dir=FLAGS.manual_dir,
+                    teacher_cache=FLAGS.teacher_cache,
+                    overrides=overrides,
+                    taps=taps,
+                    verbose=0,
+                )
+                result = experiment.distill(cfg, teacher)
+                result["method"] = label
+                results.append(result)
+                print(
+                    f"{label:24s} N={n:<5d} seed={seed} "
+                    f"{100 * result['test_accuracy']:.2f}% ({result['seconds']} s)",
+                    flush=True,
+                )
+                experiment.write_results(results, FLAGS.output_dir, title)
+    print(experiment.write_results(results, FLAGS.output_dir, title))
+
+
+if __name__ == "__main__":
+    app.run(main)
