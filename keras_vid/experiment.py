@@ -4,6 +4,7 @@ The absl scripts under `recipes/` parse flags and call these functions, so
 that the same code is tested, tuned and reused from a notebook.
 """
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -13,8 +14,10 @@ import time
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from keras_vid import data as data_lib
+from keras_vid import distribute
 from keras_vid import methods as methods_lib
 from keras_vid import models as models_lib
 from keras_vid.callbacks import TerminateOnNonFinite, save_atomic
@@ -281,13 +284,29 @@ def resume_epoch(backup_dir):
     return 0
 
 
-def distill(cfg, teacher, callbacks=()):
+def _in_scope(teacher):
+    """Copies the teacher in the current strategy scope: its variables mirror."""
+    copy = keras.models.clone_model(teacher)
+    copy.set_weights(teacher.get_weights())
+    return copy
+
+
+def distill(cfg, teacher, callbacks=(), strategy=None):
     """Runs one distillation and returns its results.
 
     Builds the student from `cfg.student` with the seed `cfg.seed` (the same
     initial weights for every method), trains with `cfg.method` on
     `cfg.samples_per_class` images per class drawn by the seed (the same
     images for every method), and evaluates on the test split.
+
+    Args:
+        cfg: a `DistillConfig`.
+        teacher: the trained teacher model.
+        callbacks: more Keras callbacks.
+        strategy: a `tf.distribute` strategy (`keras_vid.distribute.
+            get_strategy(cfg.strategy)`, created at program start); the
+            student, the distiller and a copy of the teacher are built in
+            its scope. `cfg.batch_size` is the global batch.
 
     Returns:
         A dict: `method`, `samples_per_class`, `seed`, `test_accuracy`,
@@ -332,43 +351,49 @@ def distill(cfg, teacher, callbacks=()):
         source=cfg.source,
         data_dir=cfg.data_dir,
     )
-    keras.utils.set_random_seed(cfg.seed)
-    student = build_model(cfg.student, cfg.dataset)
-    if cfg.taps:
-        t_taps, s_taps = list(cfg.taps), list(cfg.taps)
-    else:
-        t_taps, s_taps = paired_taps(cfg.teacher, cfg.student)
-    distiller = methods_lib.build_distiller(
-        cfg.method,
-        teacher,
-        student,
-        teacher_taps=t_taps,
-        student_taps=s_taps,
-        teacher_features="features",
-        student_features="features",
-        # A grid shares one set of overrides; each method takes its own keys.
-        **methods_lib.overrides_for(cfg.method, cfg.overrides),
-    )
-    if cfg.teacher_cache:
-        meta = data_lib.info(cfg.dataset)
-        n = (cfg.samples_per_class or 0) * meta["num_classes"] or meta["num_train"]
-        train = cache_teacher(
-            distiller, train, shuffle_buffer=min(n, 20000), seed=cfg.seed
+    distributed = strategy is not None and strategy is not tf.distribute.get_strategy()
+    with strategy.scope() if distributed else contextlib.nullcontext():
+        if distributed:
+            teacher = _in_scope(teacher)
+        keras.utils.set_random_seed(cfg.seed)
+        student = build_model(cfg.student, cfg.dataset)
+        if cfg.taps:
+            t_taps, s_taps = list(cfg.taps), list(cfg.taps)
+        else:
+            t_taps, s_taps = paired_taps(cfg.teacher, cfg.student)
+        distiller = methods_lib.build_distiller(
+            cfg.method,
+            teacher,
+            student,
+            teacher_taps=t_taps,
+            student_taps=s_taps,
+            teacher_features="features",
+            student_features="features",
+            # A grid shares one set of overrides; each method takes its own keys.
+            **methods_lib.overrides_for(cfg.method, cfg.overrides),
         )
-    steps = cfg.epochs * int(train.cardinality())
-    distiller.compile(
-        keras.optimizers.SGD(
-            lr_schedule(cfg.lr_schedule, cfg.learning_rate, steps),
-            momentum=cfg.momentum,
-            nesterov=True,
-        ),
-        loss=_ce(),
-        metrics=["accuracy"],
-    )
+        if cfg.teacher_cache:
+            meta = data_lib.info(cfg.dataset)
+            n = (cfg.samples_per_class or 0) * meta["num_classes"] or meta["num_train"]
+            train = cache_teacher(
+                distiller, train, shuffle_buffer=min(n, 20000), seed=cfg.seed
+            )
+        steps = cfg.epochs * int(train.cardinality())
+        distiller.compile(
+            keras.optimizers.SGD(
+                lr_schedule(cfg.lr_schedule, cfg.learning_rate, steps),
+                momentum=cfg.momentum,
+                nesterov=True,
+            ),
+            loss=_ce(),
+            metrics=["accuracy"],
+        )
     cbs = [TerminateOnNonFinite(), *callbacks]
     if cfg.output_dir:
         os.makedirs(cfg.output_dir, exist_ok=True)
         backup = os.path.join(cfg.output_dir, "backup")
+        if distribute.is_multi_worker(strategy):
+            backup = distribute.worker_backup_dir(backup)
         # Epochs draw their shuffle and augmentation from the dataset's
         # iterator count. Keras 3.15's epoch loop (steps_per_epoch=None) makes
         # two iterators per epoch: one at the end of the epoch, unused, and one
@@ -385,7 +410,8 @@ def distill(cfg, teacher, callbacks=()):
         )
     hist = distiller.fit(train, epochs=cfg.epochs, verbose=cfg.verbose, callbacks=cbs)
     # The student alone answers the test set: the teacher is not needed here.
-    student.compile(loss=_ce(), metrics=["accuracy"])
+    with strategy.scope() if distributed else contextlib.nullcontext():
+        student.compile(loss=_ce(), metrics=["accuracy"])
     logs = student.evaluate(test, verbose=0, return_dict=True)
     result = {
         "method": cfg.method,

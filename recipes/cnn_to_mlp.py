@@ -19,7 +19,7 @@ FLAGS = common.FLAGS
 
 def main(argv):
     del argv
-    common.setup()
+    strategy = common.setup()
     teacher_spec = FLAGS.teacher or "cnn"
     arch = FLAGS.teacher_arch or (
         "cnn" if teacher_spec.endswith(".keras") else teacher_spec
@@ -43,7 +43,7 @@ def main(argv):
                 overrides=common.parse_overrides(FLAGS.overrides),
             )
             print(f"{method} seed={seed}")
-            results.append(experiment.distill(cfg, teacher))
+            results.append(experiment.distill(cfg, teacher, strategy=strategy))
     title = f"{FLAGS.dataset}: {arch} -> MLP, test accuracy (%)"
     print(experiment.write_results(results, FLAGS.output_dir, title))
 

@@ -4,7 +4,7 @@ import json
 
 from absl import flags
 
-from keras_vid import experiment
+from keras_vid import distribute, experiment
 
 FLAGS = flags.FLAGS
 
@@ -77,11 +77,17 @@ def define_flags(method_default="vid_i"):
 
 
 def setup():
-    """Applies process-wide flags; call first in main()."""
+    """Applies process-wide flags; call first in main(). Returns the strategy.
+
+    The strategy is created before any other TensorFlow op, as
+    MultiWorkerMirroredStrategy requires.
+    """
+    strategy = distribute.get_strategy(FLAGS.strategy)
     if FLAGS.deterministic:
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
+    return strategy
 
 
 def get_teacher(spec, dataset, output_dir, seed=0):

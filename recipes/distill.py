@@ -42,10 +42,10 @@ def config_from_flags():
 
 def main(argv):
     del argv
-    common.setup()
+    strategy = common.setup()
     cfg, teacher_spec = config_from_flags()
     teacher, _ = common.get_teacher(teacher_spec, cfg.dataset, cfg.output_dir)
-    result = experiment.distill(cfg, teacher)
+    result = experiment.distill(cfg, teacher, strategy=strategy)
     summary = {k: v for k, v in result.items() if k != "history"}
     print(json.dumps(summary, indent=2))
 

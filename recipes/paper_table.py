@@ -27,7 +27,7 @@ flags.DEFINE_list("seeds", ["0"], "Seeds; each gives its own paired subset.")
 FLAGS = common.FLAGS
 
 
-def run_grid(cfg_base, teacher, methods, sizes, seeds, on_result=None):
+def run_grid(cfg_base, teacher, methods, sizes, seeds, on_result=None, strategy=None):
     """Runs every (N, seed, method); same subset and init per (N, seed)."""
     results = []
     total = len(methods) * len(sizes) * len(seeds)
@@ -44,7 +44,7 @@ def run_grid(cfg_base, teacher, methods, sizes, seeds, on_result=None):
                     }
                 )
                 print(f"[{len(results) + 1}/{total}] {method} N={n} seed={seed}")
-                result = experiment.distill(cfg, teacher)
+                result = experiment.distill(cfg, teacher, strategy=strategy)
                 print(f"    test accuracy {100 * result['test_accuracy']:.2f}%")
                 results.append(result)
                 if on_result:
@@ -54,7 +54,7 @@ def run_grid(cfg_base, teacher, methods, sizes, seeds, on_result=None):
 
 def main(argv):
     del argv
-    common.setup()
+    strategy = common.setup()
     t_arch, s_arch = common.default_archs(FLAGS.dataset)
     teacher_spec = FLAGS.teacher or t_arch
     arch = FLAGS.teacher_arch or (
@@ -92,6 +92,7 @@ def main(argv):
         [int(n) or None for n in FLAGS.sizes],
         [int(s) for s in FLAGS.seeds],
         on_result=checkpoint,
+        strategy=strategy,
     )
     print(experiment.write_results(results, FLAGS.output_dir, title, paper))
     if acc is not None:

@@ -47,7 +47,7 @@ VARIANTS = {
 
 def main(argv):
     del argv
-    common.setup()
+    strategy = common.setup()
     t_arch, s_arch = common.default_archs(FLAGS.dataset)
     teacher_spec = FLAGS.teacher or t_arch
     arch = FLAGS.teacher_arch or (
@@ -86,7 +86,7 @@ def main(argv):
                     taps=taps,
                     verbose=0,
                 )
-                result = experiment.distill(cfg, teacher)
+                result = experiment.distill(cfg, teacher, strategy=strategy)
                 result["method"] = label
                 results.append(result)
                 print(

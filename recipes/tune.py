@@ -39,6 +39,7 @@ from absl import app, flags
 import common
 from keras_vid import data as data_lib
 from keras_vid import distribute, experiment, methods, tuning
+from keras_vid.callbacks import save_atomic
 
 common.define_flags()
 flags.DEFINE_enum("tuner", "random", list(tuning.TUNERS), "KerasTuner search.")
@@ -157,27 +158,30 @@ def hypermodel_args():
 def resolve_teacher(spec, t_arch):
     """Returns `(teacher file, teacher architecture)`, training it if needed."""
     is_path = spec.endswith(".keras") or os.path.sep in spec
-    path = (
-        spec
-        if is_path
-        else os.path.join(FLAGS.output_dir, f"teacher_{spec}_{FLAGS.dataset}.keras")
+    teacher, acc = common.get_teacher(
+        spec, FLAGS.dataset, FLAGS.output_dir, seed=FLAGS.seed
     )
-    _, acc = experiment.get_teacher(
-        spec,
-        FLAGS.dataset,
+    if is_path:
+        return spec, FLAGS.teacher_arch or t_arch
+    # experiment.get_teacher's cache file for an architecture name.
+    n = FLAGS.teacher_samples_per_class
+    path = os.path.join(
         FLAGS.output_dir,
-        epochs=FLAGS.teacher_epochs,
-        seed=FLAGS.seed,
-        manual_dir=FLAGS.manual_dir,
-        verbose=FLAGS.verbose,
+        f"teacher_{spec}_{FLAGS.dataset}{f'_n{n}' if n else ''}.keras",
     )
+    if not os.path.exists(path):
+        # The cache is named otherwise: give the trials a file of their own.
+        path = save_atomic(
+            teacher, os.path.join(FLAGS.output_dir, "teacher_for_search.keras")
+        )
     if acc is not None:
         print(f"Teacher trained: test accuracy {100 * acc:.2f}% -> {path}")
-    return path, FLAGS.teacher_arch or (t_arch if is_path else spec)
+    return path, FLAGS.teacher_arch or spec
 
 
 def main(argv):
     del argv
+    common.setup()
     start = time.time()
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     search_space, fixed, extra = hypermodel_args()
