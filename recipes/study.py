@@ -25,7 +25,6 @@ flags.DEFINE_bool("teacher_cache", True, "Cache the teacher's taps (no augmentat
 FLAGS = common.FLAGS
 
 STAGES = ["stage1", "stage2", "stage3"]
-STAGES_AND_FEATURES = STAGES + ["features"]
 
 # label: (method, overrides, layers to pair or None for the recipe's default)
 VARIANTS = {
@@ -33,10 +32,16 @@ VARIANTS = {
     "kd": ("kd", {}, None),
     "fitnet": ("fitnet", {}, None),
     "at": ("at", {}, None),
-    # RepDistiller's constants: lambda 1, per-element mean, variance 5.
+    # RepDistiller's constants: lambda 1, per-element mean, variance 5,
+    # eps 1e-5, every stage paired.
     "vid_i (RepDistiller)": (
         "vid_i",
-        {"vid_i_weight": 1.0, "vid_init_variance": 5.0},
+        {
+            "vid_i_weight": 1.0,
+            "vid_init_variance": 5.0,
+            "vid_eps": 1e-5,
+            "vid_i_layers": "all",
+        },
         STAGES,
     ),
     "vid_i (keras-vid)": ("vid_i", {}, None),

@@ -71,7 +71,7 @@ def test_every_name_builds_with_its_defaults(method, teacher):
         if isinstance(term, VIDTerm):
             key = "vid_lp_weight" if term.teacher_layer is None else "vid_i_weight"
             assert term.weight == defaults[key]
-            assert term.init_variance == defaults["vid_init_variance"] == 5.0
+            assert term.init_variance == defaults["vid_init_variance"] == 1.0
         else:
             assert term.weight == defaults[f"{term.group}_weight"]
 
@@ -180,3 +180,16 @@ def test_missing_layers(teacher):
 def test_parse_and_lazy_module():
     assert parse_method(" VID_I + kd ") == ("vid_i", "kd")
     assert keras_vid.methods.build_distiller is build_distiller
+
+
+def test_vid_i_pairs_deep_stages_and_features_by_default(teacher):
+    """The study's default pairing: the taps after the first, plus features."""
+    d = build("vid_i", teacher)
+    pairs = [(t.teacher_layer, t.student_layer) for t in d.vid_terms]
+    assert pairs == [("t_stage2", "s_stage2"), ("t_features", "s_features")]
+    assert [t.weight for t in d.vid_terms] == [20.0] * 2
+    assert [t.init_variance for t in d.vid_terms] == [1.0] * 2
+    every = build("vid_i", teacher, vid_i_layers="all")
+    assert [t.student_layer for t in every.vid_terms] == ["s_stage1", "s_stage2"]
+    with pytest.raises(ValueError, match="vid_i_layers"):
+        build("vid_i", teacher, vid_i_layers="shallow")

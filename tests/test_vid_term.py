@@ -41,7 +41,9 @@ def test_term_matches_numpy_with_its_regressor(reduction):
     s = rng.normal(size=(5, 4, 6, 2)).astype("float32")
     mu = np.asarray(term.regressor(s))
     got = np.asarray(term(t, s))
-    np.testing.assert_allclose(got, numpy_nll(t, mu, alpha, 1e-5, reduction), rtol=1e-5)
+    np.testing.assert_allclose(
+        got, numpy_nll(t, mu, alpha, term.eps, reduction), rtol=1e-5
+    )
     assert got.shape == (5,)
 
 
@@ -69,7 +71,7 @@ def test_sum_is_elements_times_mean():
 
 def test_per_element_loss_may_be_negative():
     # Once sigma^2 < 1 and the fit is good, 0.5*log(sigma^2) dominates: expected.
-    term = VIDTerm("t", "s", init_variance=0.01)
+    term = VIDTerm("t", "s", init_variance=0.01, eps=1e-5)
     term.build((None, 2), (None, 2))
     s = np.zeros((1, 2), "float32")
     assert float(term(s, s)[0]) < 0

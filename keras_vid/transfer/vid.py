@@ -101,9 +101,10 @@ class VIDTerm(TransferTerm):
     Args:
         teacher_layer: teacher layer name or nested path (`None`: its output).
         student_layer: student layer name or nested path (`None`: its output).
-        weight: lambda for this pair, > 0.
-        init_variance: the variance every channel starts at. Defaults to 5.0.
-        eps: the variance floor. Defaults to 1e-5.
+        weight: lambda for this pair, > 0. Defaults to 20.0 (see
+            `keras_vid.VIDDistiller`).
+        init_variance: the variance every channel starts at. Defaults to 1.0.
+        eps: the variance floor. Defaults to 1e-2 (see `VIDDistiller`).
         reduction: `"mean"` over elements (default) or `"sum"` (the paper).
         regressor: a Keras layer mapping the student tap to the teacher tap's
             shape. Defaults to `keras_vid.regressors.default_regressor`.
@@ -124,9 +125,9 @@ class VIDTerm(TransferTerm):
         self,
         teacher_layer,
         student_layer,
-        weight=1.0,
-        init_variance=5.0,
-        eps=1e-5,
+        weight=20.0,
+        init_variance=1.0,
+        eps=1e-2,
         reduction="mean",
         regressor=None,
         **kwargs,
