@@ -94,3 +94,86 @@ class TransferTerm(keras.layers.Layer):
             "student_layer": self.student_layer,
             "weight": self.weight,
         }
+
+
+class RegressorTerm(TransferTerm):
+    """A `TransferTerm` whose student tap goes through a trainable regressor.
+
+    Shared by VID (the Gaussian's mean) and FitNet (the hint regressor): it
+    validates a custom regressor, builds the default one from the two tap
+    shapes, checks at construction that the regressor outputs the teacher
+    tap's shape, and serialises a custom regressor with the term.
+
+    Subclasses set `default_regressor(student_shape, teacher_shape, name)`.
+
+    Args:
+        teacher_layer: teacher layer name or nested path (`None`: its output).
+        student_layer: student layer name or nested path (`None`: its output).
+        weight: the term's weight, > 0.
+        regressor: a Keras layer mapping the student tap to the teacher tap's
+            shape, or `None` for the default.
+
+    Example:
+
+    >>> from keras import ops
+    >>> from keras_vid.regressors import default_regressor
+    >>> class Hint(RegressorTerm):
+    ...     group = "hint"
+    ...     default_regressor = staticmethod(default_regressor)
+    ...     def call(self, teacher, student, training=False):
+    ...         return ops.mean(ops.square(teacher - self.regressor(student)), -1)
+    >>> term = Hint("t", "s")
+    >>> term.build((None, 4), (None, 3))
+    >>> type(term.regressor).__name__
+    'DenseRegressor'
+    """
+
+    def __init__(
+        self, teacher_layer, student_layer, weight=1.0, regressor=None, **kwargs
+    ):
+        super().__init__(teacher_layer, student_layer, weight, **kwargs)
+        if regressor is not None and not isinstance(regressor, keras.layers.Layer):
+            raise TypeError(
+                "`regressor` must be a Keras layer or model that maps the student "
+                f"tap to the teacher tap's shape. Received: {regressor!r}."
+            )
+        self._custom_regressor = regressor is not None
+        self.regressor = regressor
+
+    def build_regressor(self, teacher_shape, student_shape):
+        """Builds the regressor and checks that it outputs `teacher_shape`."""
+        teacher_shape, student_shape = tuple(teacher_shape), tuple(student_shape)
+        if self.regressor is None:
+            self.regressor = self.default_regressor(
+                student_shape, teacher_shape, name="regressor"
+            )
+        if not self.regressor.built:
+            self.regressor.build(student_shape)
+        out = self.regressor.compute_output_spec(
+            keras.KerasTensor(student_shape, dtype="float32")
+        )
+        if tuple(out.shape[1:]) != teacher_shape[1:]:
+            raise ValueError(
+                f"The {self.group} regressor for the pair ({self.teacher_layer!r}, "
+                f"{self.student_layer!r}) maps the student tap {student_shape} to "
+                f"{tuple(out.shape)}, but the teacher tap has shape {teacher_shape}. "
+                "A regressor must output the teacher tap's shape."
+            )
+
+    def build(self, teacher_shape, student_shape):
+        self.build_regressor(teacher_shape, student_shape)
+
+    def get_config(self):
+        config = {**super().get_config(), "regressor": None}
+        if self._custom_regressor:
+            config["regressor"] = keras.saving.serialize_keras_object(self.regressor)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if config.get("regressor") is not None:
+            config["regressor"] = keras.saving.deserialize_keras_object(
+                config["regressor"]
+            )
+        return cls(**config)

@@ -30,7 +30,7 @@ from keras_vid.regressors import (
     VectorToMapRegressor,
 )
 from keras_vid.taps import OUTPUT, TapExtractor, find_layer
-from keras_vid.transfer.base import TransferTerm
+from keras_vid.transfer.base import RegressorTerm
 
 DEFAULT_WEIGHT = 100.0
 """RepDistiller's FitNet weight, `-b 100` (`scripts/run_cifar_distill.sh`, line 7)."""
@@ -159,7 +159,7 @@ def hint_regressor(student_shape, teacher_shape, name=None):
 
 
 @keras.saving.register_keras_serializable(package="keras_vid")
-class FitNetTerm(TransferTerm):
+class FitNetTerm(RegressorTerm):
     """FitNet's hint loss: MSE between the teacher hint and the regressed student hint.
 
     Per example, the mean over elements of `(t - r(s))^2`, as RepDistiller's
@@ -188,6 +188,8 @@ class FitNetTerm(TransferTerm):
 
     group = "fitnet"
 
+    default_regressor = staticmethod(hint_regressor)
+
     def __init__(
         self,
         teacher_layer,
@@ -196,53 +198,12 @@ class FitNetTerm(TransferTerm):
         regressor=None,
         **kwargs,
     ):
-        super().__init__(teacher_layer, student_layer, weight, **kwargs)
-        if regressor is not None and not isinstance(regressor, keras.layers.Layer):
-            raise TypeError(
-                "`regressor` must be a Keras layer or model that maps the student "
-                f"hint to the teacher hint's shape. Received: {regressor!r}."
-            )
-        self._custom_regressor = regressor is not None
-        self.regressor = regressor
-
-    def build(self, teacher_shape, student_shape):
-        teacher_shape, student_shape = tuple(teacher_shape), tuple(student_shape)
-        if self.regressor is None:
-            self.regressor = hint_regressor(
-                student_shape, teacher_shape, name="regressor"
-            )
-        if not self.regressor.built:
-            self.regressor.build(student_shape)
-        out = self.regressor.compute_output_spec(
-            keras.KerasTensor(student_shape, dtype="float32")
-        )
-        if tuple(out.shape[1:]) != teacher_shape[1:]:
-            raise ValueError(
-                f"The FitNet regressor for ({self.teacher_layer!r}, "
-                f"{self.student_layer!r}) maps the student hint {student_shape} to "
-                f"{tuple(out.shape)}, but the teacher hint has shape "
-                f"{teacher_shape}. A regressor must output the teacher hint's shape."
-            )
+        super().__init__(teacher_layer, student_layer, weight, regressor, **kwargs)
 
     def call(self, teacher, student, training=False):
         guess = ops.cast(self.regressor(student, training=training), "float32")
         error = ops.square(ops.cast(teacher, "float32") - guess)
         return ops.mean(error, axis=tuple(range(1, len(error.shape))))
-
-    def get_config(self):
-        config = {**super().get_config(), "regressor": None}
-        if self._custom_regressor:
-            config["regressor"] = keras.saving.serialize_keras_object(self.regressor)
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        if config.get("regressor") is not None:
-            config["regressor"] = keras.saving.deserialize_keras_object(
-                config["regressor"]
-            )
-        return cls(**config)
 
 
 def fitnet_hint_pretraining(

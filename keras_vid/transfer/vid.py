@@ -24,7 +24,7 @@ import keras
 from keras import ops
 
 from keras_vid.regressors import default_regressor
-from keras_vid.transfer.base import TransferTerm, check_weight
+from keras_vid.transfer.base import RegressorTerm, check_weight
 
 REDUCTIONS = ("mean", "sum")
 
@@ -95,7 +95,7 @@ def gaussian_nll(teacher, mean, variance, reduction="mean"):
 
 
 @keras.saving.register_keras_serializable(package="keras_vid")
-class VIDTerm(TransferTerm):
+class VIDTerm(RegressorTerm):
     """One VID pair: -log q(teacher tap | student tap), per example.
 
     Args:
@@ -120,6 +120,7 @@ class VIDTerm(TransferTerm):
     """
 
     group = "vid"
+    default_regressor = staticmethod(default_regressor)
 
     def __init__(
         self,
@@ -132,7 +133,7 @@ class VIDTerm(TransferTerm):
         regressor=None,
         **kwargs,
     ):
-        super().__init__(teacher_layer, student_layer, weight, **kwargs)
+        super().__init__(teacher_layer, student_layer, weight, regressor, **kwargs)
         self.init_variance, self.eps = check_variance(init_variance, eps)
         if reduction not in REDUCTIONS:
             raise ValueError(
@@ -140,32 +141,9 @@ class VIDTerm(TransferTerm):
                 f"reduction={reduction!r}."
             )
         self.reduction = reduction
-        if regressor is not None and not isinstance(regressor, keras.layers.Layer):
-            raise TypeError(
-                "`regressor` must be a Keras layer or model that maps the student "
-                f"tap to the teacher tap's shape. Received: {regressor!r}."
-            )
-        self._custom_regressor = regressor is not None
-        self.regressor = regressor
 
     def build(self, teacher_shape, student_shape):
-        teacher_shape, student_shape = tuple(teacher_shape), tuple(student_shape)
-        if self.regressor is None:
-            self.regressor = default_regressor(
-                student_shape, teacher_shape, name="regressor"
-            )
-        if not self.regressor.built:
-            self.regressor.build(student_shape)
-        out = self.regressor.compute_output_spec(
-            keras.KerasTensor(student_shape, dtype="float32")
-        )
-        if tuple(out.shape[1:]) != teacher_shape[1:]:
-            raise ValueError(
-                f"The regressor for the pair ({self.teacher_layer!r}, "
-                f"{self.student_layer!r}) maps the student tap {student_shape} to "
-                f"{tuple(out.shape)}, but the teacher tap has shape {teacher_shape}. "
-                "A regressor must output the teacher tap's shape."
-            )
+        self.build_regressor(teacher_shape, student_shape)
         channels = teacher_shape[-1]
         self.alpha = self.add_weight(
             name="vid_alpha",
@@ -188,22 +166,9 @@ class VIDTerm(TransferTerm):
         return [self.alpha]
 
     def get_config(self):
-        config = {
+        return {
             **super().get_config(),
             "init_variance": self.init_variance,
             "eps": self.eps,
             "reduction": self.reduction,
-            "regressor": None,
         }
-        if self._custom_regressor:
-            config["regressor"] = keras.saving.serialize_keras_object(self.regressor)
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        if config.get("regressor") is not None:
-            config["regressor"] = keras.saving.deserialize_keras_object(
-                config["regressor"]
-            )
-        return cls(**config)

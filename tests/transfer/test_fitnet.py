@@ -78,7 +78,7 @@ def test_regressor_choice_and_shape_check():
     assert isinstance(hint_regressor((None, 32), (None, 2, 2, 4)), VectorToMapRegressor)
     up = HintRegressor(8, (6, 5))
     assert tuple(up(np.ones((1, 3, 2, 4), "float32")).shape) == (1, 6, 5, 8)
-    with pytest.raises(ValueError, match="must output the teacher hint's shape"):
+    with pytest.raises(ValueError, match="must output the teacher tap's shape"):
         FitNetTerm("t", "s", regressor=keras.layers.Identity()).build(
             (None, 4, 4, 8), (None, 4, 4, 2)
         )
