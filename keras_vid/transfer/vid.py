@@ -87,11 +87,15 @@ def gaussian_nll(teacher, mean, variance, reduction="mean"):
     teacher = ops.cast(teacher, "float32")
     mean = ops.cast(mean, "float32")
     variance = ops.cast(variance, "float32")
-    nll = 0.5 * (ops.log(variance) + ops.square(teacher - mean) / variance)
-    axes = tuple(range(1, len(nll.shape)))
+    axes = tuple(range(1, len(teacher.shape)))
+    # log(sigma_c^2) is the same at every position, so its share of the sum
+    # is positions * sum_c log(sigma_c^2): no need to spread it over the map.
+    log_var = ops.log(variance)
+    weighted = ops.square(teacher - mean) * (1.0 / variance)
     if reduction == "sum":
-        return ops.sum(nll, axis=axes)
-    return ops.mean(nll, axis=axes)
+        positions = math.prod(teacher.shape[1:-1])
+        return 0.5 * (positions * ops.sum(log_var) + ops.sum(weighted, axis=axes))
+    return 0.5 * (ops.mean(log_var) + ops.mean(weighted, axis=axes))
 
 
 @keras.saving.register_keras_serializable(package="keras_vid")
