@@ -409,6 +409,10 @@ def distill(cfg, teacher, callbacks=(), strategy=None):
             keras.callbacks.CSVLogger(os.path.join(cfg.output_dir, "history.csv"))
         )
     hist = distiller.fit(train, epochs=cfg.epochs, verbose=cfg.verbose, callbacks=cbs)
+    if cfg.output_dir:
+        # Saved before it is compiled for evaluation, so the file holds the
+        # trained student alone, without an unused optimiser.
+        save_atomic(distiller.student, os.path.join(cfg.output_dir, "student.keras"))
     # The student alone answers the test set: the teacher is not needed here.
     with strategy.scope() if distributed else contextlib.nullcontext():
         student.compile(loss=_ce(), metrics=["accuracy"])
@@ -424,7 +428,6 @@ def distill(cfg, teacher, callbacks=(), strategy=None):
         "history": {k: [float(v) for v in vs] for k, vs in hist.history.items()},
     }
     if cfg.output_dir:
-        save_atomic(distiller.student, os.path.join(cfg.output_dir, "student.keras"))
         with open(os.path.join(cfg.output_dir, "result.json"), "w") as f:
             json.dump(result, f, indent=2)
     return result

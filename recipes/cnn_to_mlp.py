@@ -34,10 +34,7 @@ FLAGS = common.FLAGS
 def main(argv):
     del argv
     strategy = common.setup()
-    teacher_spec = FLAGS.teacher or "cnn"
-    arch = FLAGS.teacher_arch or (
-        "cnn" if teacher_spec.endswith(".keras") else teacher_spec
-    )
+    teacher_spec, arch, student = common.teacher_and_archs(default_student="mlp")
     teacher, _ = common.get_teacher(teacher_spec, FLAGS.dataset, FLAGS.output_dir)
     overrides = common.parse_overrides(FLAGS.overrides)
     if FLAGS.mlp_pairs == "features":
@@ -48,7 +45,7 @@ def main(argv):
             cfg = experiment.DistillConfig(
                 dataset=FLAGS.dataset,
                 teacher=arch,
-                student=FLAGS.student or "mlp",
+                student=student,
                 method=method,
                 samples_per_class=FLAGS.samples_per_class or None,
                 epochs=FLAGS.epochs,

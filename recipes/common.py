@@ -1,6 +1,7 @@
 """Flags shared by the recipes: data, models, method and training schedule."""
 
 import json
+import os
 
 from absl import flags
 
@@ -101,6 +102,20 @@ def get_teacher(spec, dataset, output_dir, seed=0):
         manual_dir=FLAGS.manual_dir,
         samples_per_class=FLAGS.teacher_samples_per_class or None,
     )
+
+
+def teacher_and_archs(default_student=None):
+    """Returns (teacher spec, teacher architecture, student architecture).
+
+    `--teacher` is a saved `.keras` file or an architecture name; for a file,
+    `--teacher_arch` (or the data set's default) names its architecture, which
+    picks the layers to pair.
+    """
+    t_arch, s_arch = default_archs(FLAGS.dataset)
+    spec = FLAGS.teacher or t_arch
+    is_file = spec.endswith(".keras") or os.path.sep in spec
+    arch = FLAGS.teacher_arch or (t_arch if is_file else spec)
+    return spec, arch, FLAGS.student or default_student or s_arch
 
 
 def default_archs(dataset):

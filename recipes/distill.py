@@ -5,7 +5,6 @@
 """
 
 import json
-import os
 
 from absl import app
 
@@ -18,14 +17,11 @@ FLAGS = common.FLAGS
 
 def config_from_flags():
     """Builds the run's DistillConfig from the flags."""
-    t_arch, s_arch = common.default_archs(FLAGS.dataset)
-    teacher = FLAGS.teacher or t_arch
-    if not (teacher.endswith(".keras") or os.path.sep in teacher):
-        t_arch = teacher
+    teacher, t_arch, s_arch = common.teacher_and_archs()
     return experiment.DistillConfig(
         dataset=FLAGS.dataset,
-        teacher=FLAGS.teacher_arch or t_arch,
-        student=FLAGS.student or s_arch,
+        teacher=t_arch,
+        student=s_arch,
         method=FLAGS.method,
         samples_per_class=FLAGS.samples_per_class or None,
         epochs=FLAGS.epochs,

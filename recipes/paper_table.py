@@ -55,15 +55,11 @@ def run_grid(cfg_base, teacher, methods, sizes, seeds, on_result=None, strategy=
 def main(argv):
     del argv
     strategy = common.setup()
-    t_arch, s_arch = common.default_archs(FLAGS.dataset)
-    teacher_spec = FLAGS.teacher or t_arch
-    arch = FLAGS.teacher_arch or (
-        teacher_spec if not teacher_spec.endswith(".keras") else t_arch
-    )
+    teacher_spec, arch, student = common.teacher_and_archs()
     base = experiment.DistillConfig(
         dataset=FLAGS.dataset,
         teacher=arch,
-        student=FLAGS.student or s_arch,
+        student=student,
         epochs=FLAGS.epochs,
         batch_size=FLAGS.batch_size,
         learning_rate=FLAGS.learning_rate,

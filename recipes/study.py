@@ -53,12 +53,7 @@ VARIANTS = {
 def main(argv):
     del argv
     strategy = common.setup()
-    t_arch, s_arch = common.default_archs(FLAGS.dataset)
-    teacher_spec = FLAGS.teacher or t_arch
-    arch = FLAGS.teacher_arch or (
-        teacher_spec if not teacher_spec.endswith(".keras") else t_arch
-    )
-    student = FLAGS.student or s_arch
+    teacher_spec, arch, student = common.teacher_and_archs()
     teacher, _ = common.get_teacher(teacher_spec, FLAGS.dataset, FLAGS.output_dir)
     path = os.path.join(FLAGS.output_dir, "results.json")
     results = []
