@@ -32,8 +32,8 @@ positions and examples here already divides by.
 import keras
 from keras import ops
 
-from keras_vid.transfer.base import TransferTerm, check_weight
-from keras_vid.transfer.spatial import check_map_shapes, common_size_pools
+from keras_vid.transfer.base import check_weight
+from keras_vid.transfer.spatial import PooledMapTerm
 
 DEFAULT_WEIGHT = 1000.0
 """RepDistiller's AT weight, `-b 1000` (`scripts/run_cifar_distill.sh`, line 9)."""
@@ -70,7 +70,7 @@ def attention_map(activation, p=2.0):
 
 
 @keras.saving.register_keras_serializable(package="keras_vid")
-class ATTerm(TransferTerm):
+class ATTerm(PooledMapTerm):
     """Attention transfer: match the student's spatial attention to the teacher's.
 
     Per example, `mean_{hw} (at(s) - at(t))^2` with `at(a)` the L2-normalised
@@ -104,19 +104,8 @@ class ATTerm(TransferTerm):
         super().__init__(teacher_layer, student_layer, weight, **kwargs)
         self.p = check_weight(p, "p")
 
-    def build(self, teacher_shape, student_shape):
-        check_map_shapes(teacher_shape, student_shape, "ATTerm")
-        self.teacher_pool, self.student_pool = common_size_pools(
-            tuple(teacher_shape), tuple(student_shape)
-        )
-
     def call(self, teacher, student, training=False):
-        teacher = ops.cast(teacher, "float32")
-        student = ops.cast(student, "float32")
-        if self.teacher_pool is not None:
-            teacher = self.teacher_pool(teacher)
-        if self.student_pool is not None:
-            student = self.student_pool(student)
+        teacher, student = self.pooled(teacher, student)
         diff = attention_map(student, self.p) - attention_map(teacher, self.p)
         return ops.mean(ops.square(diff), axis=-1)
 

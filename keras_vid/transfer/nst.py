@@ -24,8 +24,7 @@ RepDistiller does (`helper/loops.py`).
 import keras
 from keras import ops
 
-from keras_vid.transfer.base import TransferTerm
-from keras_vid.transfer.spatial import check_map_shapes, common_size_pools
+from keras_vid.transfer.spatial import PooledMapTerm
 
 DEFAULT_WEIGHT = 50.0
 """RepDistiller's NST weight, `-b 50` (`scripts/run_cifar_distill.sh`, line 27)."""
@@ -83,7 +82,7 @@ def polynomial_kernel_mean(x, y, degree=2, constant=0.0):
 
 
 @keras.saving.register_keras_serializable(package="keras_vid")
-class NSTTerm(TransferTerm):
+class NSTTerm(PooledMapTerm):
     """Neuron selectivity transfer: MMD^2 between the channels' spatial patterns.
 
     Per example, `mean k(s, s) + mean k(t, t) - 2 mean k(s, t)` over channel
@@ -119,19 +118,8 @@ class NSTTerm(TransferTerm):
     def __init__(self, teacher_layer, student_layer, weight=DEFAULT_WEIGHT, **kwargs):
         super().__init__(teacher_layer, student_layer, weight, **kwargs)
 
-    def build(self, teacher_shape, student_shape):
-        check_map_shapes(teacher_shape, student_shape, "NSTTerm")
-        self.teacher_pool, self.student_pool = common_size_pools(
-            tuple(teacher_shape), tuple(student_shape)
-        )
-
     def call(self, teacher, student, training=False):
-        teacher = ops.cast(teacher, "float32")
-        student = ops.cast(student, "float32")
-        if self.teacher_pool is not None:
-            teacher = self.teacher_pool(teacher)
-        if self.student_pool is not None:
-            student = self.student_pool(student)
+        teacher, student = self.pooled(teacher, student)
         s = channel_distributions(student)
         t = channel_distributions(teacher)
 

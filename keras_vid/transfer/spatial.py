@@ -9,7 +9,10 @@ each axis is handled on its own: both maps are pooled to
 work too (the pooling windows follow PyTorch's `adaptive_avg_pool2d`).
 """
 
+from keras import ops
+
 from keras_vid.regressors import AdaptiveAveragePooling2D
+from keras_vid.transfer.base import TransferTerm
 
 
 def check_map_shapes(teacher_shape, student_shape, term):
@@ -68,3 +71,41 @@ def common_size_pools(teacher_shape, student_shape):
         pool.build(tuple(shape))
         pools.append(pool)
     return tuple(pools)
+
+
+class PooledMapTerm(TransferTerm):
+    """A term that compares two maps position by position (AT, NST).
+
+    `build` checks that both taps are channels-last maps and makes the pools
+    that bring them to one spatial size; `pooled` applies them in float32.
+
+    Example:
+
+    >>> import numpy as np
+    >>> class Gap(PooledMapTerm):
+    ...     group = "gap"
+    ...     def call(self, teacher, student, training=False):
+    ...         t, s = self.pooled(teacher, student)
+    ...         return ops.mean(ops.square(t[..., :1] - s[..., :1]), axis=(1, 2, 3))
+    >>> term = Gap("t", "s")
+    >>> term.build((None, 8, 6, 4), (None, 4, 3, 2))
+    >>> t, s = np.zeros((2, 8, 6, 4), "float32"), np.ones((2, 4, 3, 2), "float32")
+    >>> [float(v) for v in term(t, s)]
+    [1.0, 1.0]
+    """
+
+    def build(self, teacher_shape, student_shape):
+        check_map_shapes(teacher_shape, student_shape, type(self).__name__)
+        self.teacher_pool, self.student_pool = common_size_pools(
+            tuple(teacher_shape), tuple(student_shape)
+        )
+
+    def pooled(self, teacher, student):
+        """Returns both maps in float32 at their common spatial size."""
+        teacher = ops.cast(teacher, "float32")
+        student = ops.cast(student, "float32")
+        if self.teacher_pool is not None:
+            teacher = self.teacher_pool(teacher)
+        if self.student_pool is not None:
+            student = self.student_pool(student)
+        return teacher, student
