@@ -26,7 +26,7 @@ from keras import ops
 from keras_vid import distribute, validation
 from keras_vid.taps import OUTPUT, TapExtractor, check_graph_model, find_layer
 from keras_vid.teacher_cache import split_cached
-from keras_vid.transfer.base import TransferTerm, check_weight
+from keras_vid.transfer.base import TransferTerm, check_weight, with_regressor
 from keras_vid.transfer.vid import REDUCTIONS, VIDTerm, check_variance
 
 logger = logging.getLogger("keras_vid")
@@ -76,12 +76,7 @@ class LayerPair:
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        if config.get("regressor") is not None:
-            config["regressor"] = keras.saving.deserialize_keras_object(
-                config["regressor"]
-            )
-        return cls(**config)
+        return cls(**with_regressor(config))
 
 
 class _Extractors:

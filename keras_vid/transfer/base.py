@@ -171,9 +171,20 @@ class RegressorTerm(TransferTerm):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        if config.get("regressor") is not None:
-            config["regressor"] = keras.saving.deserialize_keras_object(
-                config["regressor"]
-            )
-        return cls(**config)
+        return cls(**with_regressor(config))
+
+
+def with_regressor(config):
+    """Returns a copy of `config` whose serialised `"regressor"` is a layer.
+
+    Shared by the regressor terms and `keras_vid.LayerPair`.
+
+    Example:
+
+    >>> with_regressor({"teacher": "t", "regressor": None})
+    {'teacher': 't', 'regressor': None}
+    """
+    config = dict(config)
+    if config.get("regressor") is not None:
+        config["regressor"] = keras.saving.deserialize_keras_object(config["regressor"])
+    return config
