@@ -237,7 +237,8 @@ class Distiller(keras.Model):
 
         Example:
 
-        >>> # distiller.compile(keras.optimizers.SGD(0.05, momentum=0.9),
+        >>> # distiller.compile(keras.optimizers.SGD(0.05, momentum=0.9,
+        >>> #                                        global_clipnorm=5.0),
         >>> #                   loss=keras.losses.SparseCategoricalCrossentropy(
         >>> #                       from_logits=True), metrics=["accuracy"])
         """
@@ -350,6 +351,7 @@ class Distiller(keras.Model):
             scaled = self.optimizer.scale_loss(total)
         variables = self.trainable_weights
         grads = tape.gradient(scaled, variables)
+        grads = distribute.clip_across_replicas(self.optimizer, grads)
         self.optimizer.apply(grads, variables)
         self._update_trackers(total, task, values, batch)
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
@@ -467,8 +469,7 @@ class VIDDistiller(Distiller):
         init_variance: the variance every channel starts at. Defaults to 1.0,
             from the same study (RepDistiller's 5.0 weakens the regression
             gradient five-fold while the variance adapts).
-        eps: the variance floor, in units of the teacher activations'
-            variance. Defaults to 1e-2: it bounds the effective weight
+        eps: the variance floor. Defaults to 1e-2: it bounds the effective weight
             lambda / sigma^2, which with 1e-5 diverged to NaN once a pair was
             fitted closely (see `docs/results.md`).
         reduction: `"mean"` (per-element mean, default) or `"sum"` (the
@@ -483,10 +484,10 @@ class VIDDistiller(Distiller):
         teacher=teacher,
         student=student,
         pairs=[("t_stage1", "s_stage1"), ("t_stage2", "s_stage2")],
-        vid_weight=1.0,
     )
     distiller.compile(
-        optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+        # Clip: at lambda 20 and lr 0.05, ResNet students diverged unclipped.
+        optimizer=keras.optimizers.SGD(0.05, momentum=0.9, global_clipnorm=5.0),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )

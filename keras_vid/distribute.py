@@ -9,6 +9,12 @@ do not: `scale_for_replicas` applies the same rule to them, and
 `unscale_for_replicas` undoes it for logging, so the logged value is the
 global mean on any number of replicas.
 
+Gradient clipping. Keras 3.15's optimisers clip (`clipnorm`,
+`global_clipnorm`, `clipvalue`) each replica's gradient *before* the replicas
+are summed, so a clipped run on R replicas differs from the same run on one
+device (tf.keras refused clipping under strategies for this reason).
+`clip_across_replicas` clips the summed gradient instead.
+
 Several machines. Keras 3.15's `Model.fit` fails under
 `MultiWorkerMirroredStrategy` (keras-team/keras#20585); `symbolic_build` and
 `multi_worker_step` fix it for `keras_vid.Distiller` (the comment before
@@ -106,6 +112,53 @@ def unscale_for_replicas(value):
     value = ops.convert_to_tensor(value)
     r = num_replicas()
     return value if r == 1 else value * ops.cast(r, value.dtype)
+
+
+def clip_across_replicas(optimizer, grads):
+    """Applies the optimiser's clipping to the gradient summed over replicas.
+
+    Call it in a replica context (a `train_step`) on the gradients of the
+    loss-scaled loss, before `optimizer.apply`. With one replica, or an
+    optimiser that does not clip, it returns `grads` unchanged. Otherwise it
+    all-reduces the gradients, clips the sum with the optimiser's own rule
+    (loss scale removed first), and returns 1/R of the result on every
+    replica: Keras's per-replica clip is then a no-op and its all-reduce sums
+    the replicas back to the clipped total, as on one device. Gradients that
+    are not finite (a loss-scale overflow) are returned unchanged, so that
+    `LossScaleOptimizer` still sees the overflow and skips the step.
+
+    Example:
+
+    ```python
+    grads = tape.gradient(optimizer.scale_loss(loss), variables)
+    grads = keras_vid.distribute.clip_across_replicas(optimizer, grads)
+    optimizer.apply(grads, variables)
+    ```
+    """
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    if not (inner.clipnorm or inner.global_clipnorm or inner.clipvalue):
+        return grads
+    if getattr(inner, "gradient_accumulation_steps", None):
+        # Keras clips the accumulated gradient at the update step; left as is.
+        return grads
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return grads
+    index = [i for i, g in enumerate(grads) if g is not None]
+    local = [tf.convert_to_tensor(grads[i]) for i in index]
+    total = ctx.all_reduce(tf.distribute.ReduceOp.SUM, local)
+    # scale_loss multiplies by the dynamic loss scale (1 without mixed precision).
+    loss_scale = tf.cast(optimizer.scale_loss(1.0), "float32")
+    unscaled = [t / tf.cast(loss_scale, t.dtype) for t in total]
+    clipped = inner._clip_gradients(unscaled)
+    r = ctx.num_replicas_in_sync
+    share = [c * tf.cast(loss_scale / r, c.dtype) for c in clipped]
+    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(t)) for t in total])
+    chosen = tf.cond(finite, lambda: share, lambda: local)
+    out = list(grads)
+    for i, g in zip(index, chosen):
+        out[i] = g
+    return out
 
 
 # ---------------------------------------------------------------------------

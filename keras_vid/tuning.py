@@ -230,7 +230,11 @@ def _fresh(obj):
 
 
 def _default_optimizer(learning_rate):
-    return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True)
+    # The recipes' optimiser, clip included (DistillConfig.clipnorm): the
+    # search samples large vid_weight values, which diverge unclipped.
+    return keras.optimizers.SGD(
+        learning_rate, momentum=0.9, nesterov=True, global_clipnorm=5.0
+    )
 
 
 def _takes_argument(fn):
@@ -329,7 +333,8 @@ class VIDHyperModel(kt.HyperModel):
         metrics: metric names or objects (copied per trial), or a callable
             that returns them. Defaults to `["accuracy"]`.
         optimizer: a callable `learning_rate -> keras.optimizers.Optimizer`.
-            Defaults to SGD with Nesterov momentum 0.9, as the recipes.
+            Defaults to SGD with Nesterov momentum 0.9 and a global
+            gradient-norm clip of 5, as the recipes.
         lr_schedule: `"cosine"` (default), `"step"` or `"constant"`, as
             `keras_vid.experiment.lr_schedule`, over the steps of `epochs`.
         epochs: the epochs the schedule spans. Defaults to the `epochs` each

@@ -52,10 +52,13 @@ def main(argv):
                 batch_size=FLAGS.batch_size,
                 learning_rate=FLAGS.learning_rate,
                 lr_schedule=FLAGS.lr_schedule,
+                clipnorm=FLAGS.clipnorm,
                 seed=seed,
                 manual_dir=FLAGS.manual_dir,
                 overrides=overrides,
                 taps=("features",) if FLAGS.mlp_pairs == "features" else None,
+                teacher_cache=common.use_teacher_cache(FLAGS.dataset),
+                verbose=FLAGS.verbose,
             )
             print(f"{method} seed={seed}")
             results.append(experiment.distill(cfg, teacher, strategy=strategy))

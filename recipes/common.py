@@ -10,7 +10,7 @@ from keras_vid import distribute, experiment
 FLAGS = flags.FLAGS
 
 
-def define_flags(method_default="vid_i"):
+def define_flags(method_default="vid_i", verbose_default=1):
     """Defines the flags every distillation recipe takes."""
     flags.DEFINE_enum(
         "dataset",
@@ -43,6 +43,12 @@ def define_flags(method_default="vid_i"):
     flags.DEFINE_enum(
         "lr_schedule", "cosine", list(experiment.SCHEDULES), "Learning-rate schedule."
     )
+    flags.DEFINE_float(
+        "clipnorm",
+        5.0,
+        "Global gradient-norm clip for every method (0 = off).",
+        lower_bound=0.0,
+    )
     flags.DEFINE_integer("seed", 0, "Seed: data subset, student init, order.")
     flags.DEFINE_string("output_dir", "runs/distill", "Where results are written.")
     flags.DEFINE_string(
@@ -69,6 +75,17 @@ def define_flags(method_default="vid_i"):
         False,
         "Enable TensorFlow op determinism: the same seed gives the same weights.",
     )
+    flags.DEFINE_bool(
+        "teacher_cache",
+        None,
+        "Compute the teacher's taps once and reuse them every epoch (needs "
+        "un-augmented data). Default: on unless the data set is augmented (CIFAR).",
+    )
+    flags.DEFINE_integer(
+        "verbose",
+        verbose_default,
+        "Keras progress: 1 = bars, 2 = a line per epoch, 0 = silent.",
+    )
     flags.DEFINE_enum(
         "strategy",
         "default",
@@ -91,6 +108,13 @@ def setup():
     return strategy
 
 
+def use_teacher_cache(dataset):
+    """`--teacher_cache`, or by default: on unless `dataset` is augmented."""
+    if FLAGS.teacher_cache is not None:
+        return FLAGS.teacher_cache
+    return not dataset.startswith("cifar")
+
+
 def get_teacher(spec, dataset, output_dir, seed=0):
     """Loads or trains the teacher the flags name."""
     return experiment.get_teacher(
@@ -104,14 +128,14 @@ def get_teacher(spec, dataset, output_dir, seed=0):
     )
 
 
-def teacher_and_archs(default_student=None):
+def teacher_and_archs(default_student=None, defaults=None):
     """Returns (teacher spec, teacher architecture, student architecture).
 
     `--teacher` is a saved `.keras` file or an architecture name; for a file,
     `--teacher_arch` (or the data set's default) names its architecture, which
-    picks the layers to pair.
+    picks the layers to pair. `defaults` replaces `default_archs(dataset)`.
     """
-    t_arch, s_arch = default_archs(FLAGS.dataset)
+    t_arch, s_arch = defaults or default_archs(FLAGS.dataset)
     spec = FLAGS.teacher or t_arch
     is_file = spec.endswith(".keras") or os.path.sep in spec
     arch = FLAGS.teacher_arch or (t_arch if is_file else spec)

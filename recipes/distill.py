@@ -28,10 +28,13 @@ def config_from_flags():
         batch_size=FLAGS.batch_size,
         learning_rate=FLAGS.learning_rate,
         lr_schedule=FLAGS.lr_schedule,
+        clipnorm=FLAGS.clipnorm,
         seed=FLAGS.seed,
         output_dir=FLAGS.output_dir,
         manual_dir=FLAGS.manual_dir,
         strategy=FLAGS.strategy,
+        teacher_cache=common.use_teacher_cache(FLAGS.dataset),
+        verbose=FLAGS.verbose,
         overrides=common.parse_overrides(FLAGS.overrides),
     ), teacher
 

@@ -9,9 +9,6 @@ written after each run (results.json/.csv/.md, accuracy.png), so an
 interrupted study keeps what it has; rerunning skips the runs already done.
 """
 
-import json
-import os
-
 from absl import app, flags
 
 import common
@@ -21,7 +18,6 @@ common.define_flags()
 flags.DEFINE_list("sizes", ["100"], "Images per class (N).")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
 flags.DEFINE_list("variants", None, "Variant labels to run (default: all).")
-flags.DEFINE_bool("teacher_cache", True, "Cache the teacher's taps (no augmentation).")
 FLAGS = common.FLAGS
 
 STAGES = ["stage1", "stage2", "stage3"]
@@ -54,12 +50,15 @@ def main(argv):
     del argv
     strategy = common.setup()
     teacher_spec, arch, student = common.teacher_and_archs()
+    results = experiment.previous_results(
+        FLAGS.output_dir,
+        dataset=FLAGS.dataset,
+        teacher=arch,
+        student=student,
+        epochs=FLAGS.epochs,
+        clipnorm=FLAGS.clipnorm or None,
+    )
     teacher, _ = common.get_teacher(teacher_spec, FLAGS.dataset, FLAGS.output_dir)
-    path = os.path.join(FLAGS.output_dir, "results.json")
-    results = []
-    if os.path.exists(path):
-        with open(path) as f:
-            results = json.load(f)
     done = {(r["method"], r["samples_per_class"], r["seed"]) for r in results}
     labels = FLAGS.variants or list(VARIANTS)
     title = f"{FLAGS.dataset}: {arch} -> {student}, test accuracy (%)"
@@ -79,12 +78,13 @@ def main(argv):
                     batch_size=FLAGS.batch_size,
                     learning_rate=FLAGS.learning_rate,
                     lr_schedule=FLAGS.lr_schedule,
+                    clipnorm=FLAGS.clipnorm,
                     seed=seed,
                     manual_dir=FLAGS.manual_dir,
-                    teacher_cache=FLAGS.teacher_cache,
+                    teacher_cache=common.use_teacher_cache(FLAGS.dataset),
                     overrides=overrides,
                     taps=taps,
-                    verbose=0,
+                    verbose=FLAGS.verbose,
                 )
                 result = experiment.distill(cfg, teacher, strategy=strategy)
                 result["method"] = label

@@ -41,7 +41,7 @@ from keras_vid import data as data_lib
 from keras_vid import distribute, experiment, methods, tuning
 from keras_vid.callbacks import save_atomic
 
-common.define_flags()
+common.define_flags(verbose_default=2)
 flags.DEFINE_enum("tuner", "random", list(tuning.TUNERS), "KerasTuner search.")
 flags.DEFINE_integer(
     "max_trials",
@@ -88,7 +88,6 @@ flags.DEFINE_integer(
     "val_per_class", 200, "Held-out validation images per class.", lower_bound=1
 )
 flags.DEFINE_integer("hyperband_factor", 3, "Hyperband's reduction factor.")
-flags.DEFINE_integer("verbose", 2, "Keras verbosity: 0, 1 or 2.")
 flags.DEFINE_bool("overwrite", False, "Start afresh instead of resuming tuner/.")
 FLAGS = common.FLAGS
 

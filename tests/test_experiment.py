@@ -135,3 +135,79 @@ def test_truncated_real_teacher_file(tmp_path):
         experiment.load_teacher(str(path))
     with pytest.raises(FileNotFoundError, match="No teacher at"):
         experiment.load_teacher(str(tmp_path / "missing.keras"))
+
+
+def _run_recipe(args, out):
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cmd = [sys.executable, *args, f"--output_dir={out}", "--verbose=0"]
+    return subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.skipif(not os.path.isdir(FMNIST), reason="Debian's Fashion-MNIST absent")
+def test_paper_table_resumes_an_interrupted_grid(tmp_path):
+    """A rerun skips the runs results.json holds and refuses other settings."""
+    out = tmp_path / "grid"
+    common = [
+        "recipes/paper_table.py",
+        "--sizes=5",
+        "--epochs=1",
+        "--teacher=cnn",
+        "--student=cnn-small",
+        "--teacher_epochs=1",
+        "--teacher_samples_per_class=20",
+    ]
+    first = _run_recipe([*common, "--methods=student"], out)
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = json.loads((out / "results.json").read_text())
+    assert [r["method"] for r in before] == ["student"]
+    assert before[0]["teacher"] == "cnn" and before[0]["student"] == "cnn-small"
+    assert before[0]["clipnorm"] == 5.0  # the recipes' default
+
+    second = _run_recipe([*common, "--methods=student,vid_i"], out)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "Resuming: 1 runs" in second.stdout
+    after = json.loads((out / "results.json").read_text())
+    assert [r["method"] for r in after] == ["student", "vid_i"]
+    assert after[0] == before[0]  # kept as it was, not run again
+    assert "| vid_i |" in (out / "results.md").read_text()
+
+    other = _run_recipe([*common, "--methods=student", "--epochs=2"], out)
+    assert other.returncode != 0
+    assert "epochs=1, but this grid has epochs=2" in other.stderr
+    other = _run_recipe([*common, "--methods=student", "--clipnorm=0"], out)
+    assert other.returncode != 0
+    assert "clipnorm=5.0, but this grid has clipnorm=None" in other.stderr
+    assert json.loads((out / "results.json").read_text()) == after
+
+
+def test_previous_results_refuses_corrupt_json(tmp_path):
+    assert experiment.previous_results(str(tmp_path)) == []
+    (tmp_path / "results.json").write_text('[{"method": "kd", "epo')
+    with pytest.raises(ValueError, match="not valid JSON.*Move it away"):
+        experiment.previous_results(str(tmp_path), epochs=30)
+
+
+def test_write_results_replaces_files_atomically(tmp_path, monkeypatch):
+    """A failure while writing leaves the previous results.json intact."""
+    runs = [
+        {"method": "kd", "samples_per_class": 5, "seed": 0, "test_accuracy": 0.5},
+    ]
+    experiment.write_results(runs, str(tmp_path))
+    good = (tmp_path / "results.json").read_text()
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(experiment.os, "replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        experiment.write_results(runs * 2, str(tmp_path))
+    assert (tmp_path / "results.json").read_text() == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "accuracy.png",
+        "results.csv",
+        "results.json",
+        "results.md",
+    ]

@@ -26,9 +26,14 @@ from conftest import conv_net  # noqa: E402
 import keras_vid  # noqa: E402
 
 BN = "sync" if "--sync-bn" in sys.argv else False
+# Small enough to clip every step of this tiny problem.
+CLIPS = {"global": {"global_clipnorm": 0.05}, "norm": {"clipnorm": 0.02}}
+CLIP = next((CLIPS[a.split("=")[1]] for a in sys.argv if a.startswith("--clip=")), {})
 
 
 def run(devices, extra_terms):
+    if "--mixed" in sys.argv:
+        keras.config.set_dtype_policy("mixed_float16")
     strategy = tf.distribute.MirroredStrategy(devices)
     with strategy.scope():
         teacher = conv_net(8, "t_", seed=1, bn=BN)
@@ -47,7 +52,7 @@ def run(devices, extra_terms):
         )
         keras.utils.set_random_seed(3)
         d.compile(
-            keras.optimizers.SGD(0.1, momentum=0.9, weight_decay=1e-3),
+            keras.optimizers.SGD(0.1, momentum=0.9, weight_decay=1e-3, **CLIP),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"],
         )
@@ -57,17 +62,38 @@ def run(devices, extra_terms):
     w = rng.random(64).astype("float32")
     ds = tf.data.Dataset.from_tensor_slices((x, y, w)).batch(16)
     hist = d.fit(ds, epochs=3, verbose=0).history
+    if "--mixed" in sys.argv:
+        # Keras wraps the optimiser in a LossScaleOptimizer for float16.
+        assert isinstance(d.optimizer, keras.optimizers.LossScaleOptimizer)
     weights = [np.array(v) for v in d.student.weights + d.trainable_weights]
     return hist, weights
+
+
+def max_diff(a, b):
+    return max(float(np.abs(u - v).max()) for u, v in zip(a, b))
 
 
 def main():
     extra = "--kd" in sys.argv
     h1, w1 = run(["/cpu:0"], extra)
     h2, w2 = run(["/cpu:0", "/cpu:1"], extra)
+    report = {}
+    if CLIP:
+        clip = dict(CLIP)
+        CLIP.clear()  # one unclipped run, to show the clip acts
+        _, w_unclipped = run(["/cpu:0"], extra)
+        CLIP.update(clip)
+        report["clip_effect"] = max_diff(w1, w_unclipped)
+        # Without clip_across_replicas, Keras clips each replica's gradient.
+        keep = keras_vid.distribute.clip_across_replicas
+        keras_vid.distribute.clip_across_replicas = lambda optimizer, grads: grads
+        _, w_keras = run(["/cpu:0", "/cpu:1"], extra)
+        keras_vid.distribute.clip_across_replicas = keep
+        report["keras_clip_replica_diff"] = max_diff(w1, w_keras)
     report = {
+        **report,
         "keys": sorted(h1),
-        "max_weight_diff": max(float(np.abs(a - b).max()) for a, b in zip(w1, w2)),
+        "max_weight_diff": max_diff(w1, w2),
         "max_log_diff": max(float(np.abs(np.subtract(h1[k], h2[k])).max()) for k in h1),
         "loss_1": h1["loss"],
         "loss_2": h2["loss"],

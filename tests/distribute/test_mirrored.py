@@ -32,3 +32,27 @@ def test_two_replicas_match_one_device(flags):
         assert "kd/output" in report["keys"]
     assert report["max_weight_diff"] < 1e-5
     assert report["max_log_diff"] < 1e-5
+
+
+@pytest.mark.parametrize("clip", ["global", "norm"])
+def test_clipped_two_replicas_match_one_device(clip):
+    """Clipping acts on the replicas' summed gradient, as on one device.
+
+    Keras 3.15 clips each replica's gradient before the sum; the check's run
+    with `clip_across_replicas` switched off shows that this alone makes two
+    replicas differ from one device.
+    """
+    report = run_check(f"--clip={clip}")
+    assert report["clip_effect"] > 1e-3  # the clip changed the training
+    assert report["keras_clip_replica_diff"] > 1e-3
+    assert report["max_weight_diff"] < 1e-5
+    assert report["max_log_diff"] < 1e-5
+
+
+def test_clipped_two_replicas_match_one_device_in_float16():
+    """The loss scale is taken off before the summed gradient is clipped."""
+    report = run_check("--clip=global", "--mixed")
+    assert report["clip_effect"] > 1e-3
+    # float16 activations: equal to float16 rounding, not to float32's.
+    assert report["max_weight_diff"] < 1e-3
+    assert report["max_weight_diff"] < report["keras_clip_replica_diff"] / 4
