@@ -233,7 +233,7 @@ def _default_optimizer(learning_rate):
     # The recipes' optimiser, clip included (DistillConfig.clipnorm): the
     # search samples large vid_weight values, which diverge unclipped.
     return keras.optimizers.SGD(
-        learning_rate, momentum=0.9, nesterov=True, global_clipnorm=5.0
+        learning_rate, momentum=0.9, nesterov=True, global_clipnorm=20.0
     )
 
 
@@ -334,7 +334,7 @@ class VIDHyperModel(kt.HyperModel):
             that returns them. Defaults to `["accuracy"]`.
         optimizer: a callable `learning_rate -> keras.optimizers.Optimizer`.
             Defaults to SGD with Nesterov momentum 0.9 and a global
-            gradient-norm clip of 5, as the recipes.
+            gradient-norm clip of 20, as the recipes.
         lr_schedule: `"cosine"` (default), `"step"` or `"constant"`, as
             `keras_vid.experiment.lr_schedule`, over the steps of `epochs`.
         epochs: the epochs the schedule spans. Defaults to the `epochs` each

@@ -45,7 +45,7 @@ def define_flags(method_default="vid_i", verbose_default=1):
     )
     flags.DEFINE_float(
         "clipnorm",
-        5.0,
+        20.0,
         "Global gradient-norm clip for every method (0 = off).",
         lower_bound=0.0,
     )

@@ -164,7 +164,7 @@ def test_paper_table_resumes_an_interrupted_grid(tmp_path):
     before = json.loads((out / "results.json").read_text())
     assert [r["method"] for r in before] == ["student"]
     assert before[0]["teacher"] == "cnn" and before[0]["student"] == "cnn-small"
-    assert before[0]["clipnorm"] == 5.0  # the recipes' default
+    assert before[0]["clipnorm"] == 20.0  # the recipes' default
 
     second = _run_recipe([*common, "--methods=student,vid_i"], out)
     assert second.returncode == 0, second.stderr[-3000:]
@@ -179,7 +179,7 @@ def test_paper_table_resumes_an_interrupted_grid(tmp_path):
     assert "epochs=1, but this grid has epochs=2" in other.stderr
     other = _run_recipe([*common, "--methods=student", "--clipnorm=0"], out)
     assert other.returncode != 0
-    assert "clipnorm=5.0, but this grid has clipnorm=None" in other.stderr
+    assert "clipnorm=20.0, but this grid has clipnorm=None" in other.stderr
     assert json.loads((out / "results.json").read_text()) == after
 
 
