@@ -230,11 +230,9 @@ def _fresh(obj):
 
 
 def _default_optimizer(learning_rate):
-    # The recipes' optimiser, clip included (DistillConfig.clipnorm): the
-    # search samples large vid_weight values, which diverge unclipped.
-    return keras.optimizers.SGD(
-        learning_rate, momentum=0.9, nesterov=True, global_clipnorm=20.0
-    )
+    # The recipes' optimiser, clip included: the search samples large
+    # vid_weight values, which diverge unclipped.
+    return experiment.sgd(learning_rate)
 
 
 def _takes_argument(fn):

@@ -42,23 +42,13 @@ def main(argv):
     results = []
     for seed in [int(s) for s in FLAGS.seeds]:
         for method in FLAGS.methods:
-            cfg = experiment.DistillConfig(
-                dataset=FLAGS.dataset,
-                teacher=arch,
-                student=student,
+            cfg = common.config_from_flags(
+                arch,
+                student,
                 method=method,
-                samples_per_class=FLAGS.samples_per_class or None,
-                epochs=FLAGS.epochs,
-                batch_size=FLAGS.batch_size,
-                learning_rate=FLAGS.learning_rate,
-                lr_schedule=FLAGS.lr_schedule,
-                clipnorm=FLAGS.clipnorm,
                 seed=seed,
-                manual_dir=FLAGS.manual_dir,
                 overrides=overrides,
                 taps=("features",) if FLAGS.mlp_pairs == "features" else None,
-                teacher_cache=common.use_teacher_cache(FLAGS.dataset),
-                verbose=FLAGS.verbose,
             )
             print(f"{method} seed={seed}")
             results.append(experiment.distill(cfg, teacher, strategy=strategy))

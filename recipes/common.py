@@ -45,7 +45,7 @@ def define_flags(method_default="vid_i", verbose_default=1):
     )
     flags.DEFINE_float(
         "clipnorm",
-        20.0,
+        experiment.CLIPNORM,
         "Global gradient-norm clip for every method (0 = off).",
         lower_bound=0.0,
     )
@@ -106,6 +106,32 @@ def setup():
 
         tf.config.experimental.enable_op_determinism()
     return strategy
+
+
+def config_from_flags(teacher_arch, student_arch, **fields):
+    """The `DistillConfig` the shared flags describe; `fields` override them.
+
+    Every recipe builds its runs from this, so a new flag reaches them all.
+    """
+    cfg = {
+        "dataset": FLAGS.dataset,
+        "teacher": teacher_arch,
+        "student": student_arch,
+        "method": FLAGS.method,
+        "samples_per_class": FLAGS.samples_per_class or None,
+        "epochs": FLAGS.epochs,
+        "batch_size": FLAGS.batch_size,
+        "learning_rate": FLAGS.learning_rate,
+        "lr_schedule": FLAGS.lr_schedule,
+        "clipnorm": FLAGS.clipnorm,
+        "seed": FLAGS.seed,
+        "manual_dir": FLAGS.manual_dir,
+        "strategy": FLAGS.strategy,
+        "teacher_cache": use_teacher_cache(FLAGS.dataset),
+        "verbose": FLAGS.verbose,
+        "overrides": parse_overrides(FLAGS.overrides),
+    }
+    return experiment.DistillConfig(**{**cfg, **fields})
 
 
 def use_teacher_cache(dataset):

@@ -98,20 +98,7 @@ def main(argv):
     teacher_spec, arch, student = common.teacher_and_archs(
         defaults=grid_archs(FLAGS.dataset)
     )
-    base = experiment.DistillConfig(
-        dataset=FLAGS.dataset,
-        teacher=arch,
-        student=student,
-        epochs=FLAGS.epochs,
-        batch_size=FLAGS.batch_size,
-        learning_rate=FLAGS.learning_rate,
-        lr_schedule=FLAGS.lr_schedule,
-        clipnorm=FLAGS.clipnorm,
-        manual_dir=FLAGS.manual_dir,
-        overrides=common.parse_overrides(FLAGS.overrides),
-        teacher_cache=common.use_teacher_cache(FLAGS.dataset),
-        verbose=FLAGS.verbose,
-    )
+    base = common.config_from_flags(arch, student)
     # Checked before the teacher is trained or loaded, which can take long.
     previous = experiment.previous_results(
         FLAGS.output_dir,

@@ -68,23 +68,14 @@ def main(argv):
                 if (label, n, seed) in done:
                     continue
                 method, overrides, taps = VARIANTS[label]
-                cfg = experiment.DistillConfig(
-                    dataset=FLAGS.dataset,
-                    teacher=arch,
-                    student=student,
+                cfg = common.config_from_flags(
+                    arch,
+                    student,
                     method=method,
                     samples_per_class=n,
-                    epochs=FLAGS.epochs,
-                    batch_size=FLAGS.batch_size,
-                    learning_rate=FLAGS.learning_rate,
-                    lr_schedule=FLAGS.lr_schedule,
-                    clipnorm=FLAGS.clipnorm,
                     seed=seed,
-                    manual_dir=FLAGS.manual_dir,
-                    teacher_cache=common.use_teacher_cache(FLAGS.dataset),
                     overrides=overrides,
                     taps=taps,
-                    verbose=FLAGS.verbose,
                 )
                 result = experiment.distill(cfg, teacher, strategy=strategy)
                 result["method"] = label
