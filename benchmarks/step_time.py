@@ -316,8 +316,15 @@ def build_candidate(kind, teacher, student, x, jit, lr):
     elif name == "bound":
         model = make_bound_class()(teacher, student, stage_taps(3))
     elif name == "vid":
+        # VID-I alone on raw taps, as docs/benchmarks.md measured it (the
+        # default VIDDistiller also adds KD and standardises the targets).
         model = keras_vid.VIDDistiller(
-            teacher, student, pairs=[(t, t) for t in taps], vid_weight=1.0
+            teacher,
+            student,
+            pairs=[(t, t) for t in taps],
+            vid_weight=1.0,
+            kd_weight=None,
+            standardize=False,
         )
     elif name == "keras":
         losses = [

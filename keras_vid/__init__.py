@@ -2,8 +2,9 @@
 
 import importlib
 
-from keras_vid import callbacks, regressors, transfer
+from keras_vid import callbacks, pairing, regressors, transfer
 from keras_vid.distiller import Distiller, LayerPair, VIDDistiller
+from keras_vid.pairing import suggest_pairs
 from keras_vid.taps import OUTPUT
 from keras_vid.transfer import TransferTerm, VIDTerm
 
@@ -27,6 +28,8 @@ __all__ = [
     "VIDDistiller",
     "VIDTerm",
     "callbacks",
+    "pairing",
     "regressors",
+    "suggest_pairs",
     "transfer",
 ]

@@ -20,6 +20,7 @@ per term (the term's own, unweighted value).
 import logging
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -27,7 +28,15 @@ from keras_vid import distribute, validation
 from keras_vid.taps import OUTPUT, TapExtractor, check_graph_model, find_layer
 from keras_vid.teacher_cache import split_cached
 from keras_vid.transfer.base import TransferTerm, check_weight, with_regressor
+from keras_vid.transfer.kd import KDTerm
 from keras_vid.transfer.vid import REDUCTIONS, VIDTerm, check_variance
+
+# The defaults of `VIDDistiller`, chosen on the generalisation suite's tuning
+# pairs (docs/results.md, recipes/suite.py).
+VID_WEIGHT = 30.0
+VECTOR_STUDENT_WEIGHT = 1.0
+EPS = 0.1
+KD_WEIGHT = 1.0
 
 logger = logging.getLogger("keras_vid")
 
@@ -101,6 +110,46 @@ def _unique(names):
         if n not in seen:
             seen.append(n)
     return seen
+
+
+def _leading_batches(x, max_examples, chunk=256):
+    """Yields input batches from the start of `x`, up to `max_examples`.
+
+    Reads only what can be read ahead without losing data for `fit`.
+    """
+    seen = 0
+    if isinstance(x, tf.data.Dataset):
+        for element in x:
+            batch = element[0] if isinstance(element, (tuple, list)) else element
+            yield batch
+            seen += len(tf.nest.flatten(split_cached(batch)[0])[0])
+            if seen >= max_examples:
+                return
+        return
+    if isinstance(x, keras.utils.PyDataset):
+        for index in range(len(x)):
+            element = x[index]
+            batch = element[0] if isinstance(element, (tuple, list)) else element
+            yield batch
+            seen += len(tf.nest.flatten(batch)[0])
+            if seen >= max_examples:
+                return
+        return
+    flat = tf.nest.flatten(x)
+    if not flat or not all(
+        hasattr(a, "shape") and hasattr(a, "__getitem__") for a in flat
+    ):
+        raise ValueError(
+            "This distiller standardises its VID targets with teacher statistics "
+            "measured on the first training batches, but it cannot read ahead in "
+            f"data of type {type(x).__name__} without losing them. Pass a "
+            "tf.data.Dataset, arrays or a keras.utils.PyDataset; or call "
+            "`distiller.calibrate(some_training_images)` before `fit`; or build "
+            "the distiller with `standardize=False`."
+        )
+    n = min(int(flat[0].shape[0]), max_examples)
+    for start in range(0, n, chunk):
+        yield tf.nest.map_structure(lambda a, s=start: a[s : s + chunk][: n - s], x)
 
 
 def _per_example_weights(sample_weight):
@@ -372,10 +421,73 @@ class Distiller(keras.Model):
         Before the first step it checks the data (`keras_vid.validation`): an
         empty dataset, images of the wrong shape for the teacher, or integer
         labels out of range raise a clear error instead of failing inside a
-        traced graph or training on garbage.
+        traced graph or training on garbage. Then, once, it measures the
+        teacher statistics that standardised terms need (`calibrate`).
         """
         validation.check_fit_data(self, x, y)
+        if any(getattr(t, "needs_calibration", False) for t in self.terms):
+            self.calibrate(x)
         return super().fit(x, y, *args, **kwargs)
+
+    def calibrate(self, x, max_examples=1024):
+        """Measures the teacher-tap statistics of standardised terms.
+
+        `fit` calls it once, before training, on its own training data; call
+        it yourself before a custom training loop. It runs the teacher in
+        inference mode on up to `max_examples` examples from the start of `x`
+        (or reads their cached taps) and sets each standardised `VIDTerm`'s
+        per-channel mean and variance. Terms already calibrated (for example
+        in a reloaded distiller) keep their statistics.
+
+        Args:
+            x: a `tf.data.Dataset` of `(x, y, ...)` batches, an array (or a
+                structure of arrays) of inputs, or a `keras.utils.PyDataset`.
+            max_examples: how many examples to measure.
+
+        Raises:
+            ValueError: for data it cannot read ahead, such as a Python
+                generator, which would lose its first batches.
+
+        Example:
+
+        ```python
+        distiller.calibrate(train_ds)
+        ```
+        """
+        todo = [
+            i for i, t in enumerate(self.terms) if getattr(t, "needs_calibration", 0)
+        ]
+        if not todo:
+            return
+        sums = {}
+        count = 0
+        for batch in _leading_batches(x, max_examples):
+            inputs, cached = split_cached(batch)
+            if cached is None:
+                _, cached = self._extractors.teacher(inputs, training=False)
+            for i in todo:
+                tap = np.asarray(
+                    keras.ops.convert_to_numpy(cached[self._t_index[i]]), "float64"
+                )
+                tap = tap.reshape(-1, tap.shape[-1])
+                s1, s2, n = sums.get(i, (0.0, 0.0, 0))
+                sums[i] = (s1 + tap.sum(0), s2 + np.square(tap).sum(0), n + len(tap))
+            count += int(tf.nest.flatten(inputs)[0].shape[0])
+        if not sums:
+            raise ValueError(
+                "`calibrate` found no examples in the data. Pass the training data "
+                "(a non-empty dataset or array)."
+            )
+        for i in todo:
+            s1, s2, n = sums[i]
+            mean = s1 / n
+            variance = np.maximum(s2 / n - np.square(mean), 0.0)
+            self.terms[i].set_statistics(mean, variance)
+        logger.info(
+            "Calibrated %d standardised term(s) on %d teacher examples.",
+            len(todo),
+            count,
+        )
 
     def predict_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
@@ -448,6 +560,43 @@ def _as_pairs(pairs):
     return out
 
 
+def _auto_pairs(teacher, student, rule):
+    # Imported here: pairing reads the graphs, which only "auto" needs.
+    from keras_vid import pairing
+
+    if rule == "auto":
+        rule = pairing.RULES[0]
+    if rule not in pairing.RULES:
+        raise ValueError(
+            f"`pairs` as a string must be 'auto' or a pairing rule, one of "
+            f"{pairing.RULES}. Received: pairs={rule!r}. To pair layers by name, "
+            "pass a list of (teacher layer, student layer) tuples."
+        )
+    return pairing.suggest_pairs(teacher, student, rule=rule)
+
+
+def _auto_weight(student):
+    # Imported here, as in _auto_pairs.
+    from keras_vid.pairing import find_stages
+
+    # An MLP student (no feature maps) trained at the same learning rate
+    # became unstable under any extra weight in the suite's tuning (KD x2 fell
+    # to 59%, VID lambda 30 diverged), while lambda 1 beat KD there.
+    return VID_WEIGHT if find_stages(student) else VECTOR_STUDENT_WEIGHT
+
+
+def _check_kd_outputs(teacher, student):
+    t, s = teacher.outputs, student.outputs
+    if len(t) != 1 or len(s) != 1 or t[0].shape[-1] != s[0].shape[-1]:
+        raise ValueError(
+            "The default VIDDistiller adds KD on the logits, which needs a teacher "
+            "and a student with one output each of the same number of classes. "
+            f"Teacher outputs: {[tuple(o.shape) for o in t]}; student outputs: "
+            f"{[tuple(o.shape) for o in s]}. For a teacher of another task (transfer "
+            "learning), pass kd_weight=None: VID alone needs no shared classes."
+        )
+
+
 @keras.saving.register_keras_serializable(package="keras_vid")
 class VIDDistiller(Distiller):
     """Variational information distillation: one VID term per layer pair.
@@ -457,37 +606,52 @@ class VIDDistiller(Distiller):
     mean is a trainable regressor on the student's activation and whose
     per-channel variance is learned (see `keras_vid.transfer.vid`).
 
+    `VIDDistiller(teacher, student)` with nothing else is the recommended
+    recipe, chosen on the generalisation suite's tuning pairs and then run
+    once on held-out pairs (`recipes/suite.py`, `docs/results.md`): pairs
+    found from the two graphs, teacher taps standardised per channel, and KD
+    on the logits. It trains with a plain `SGD(0.05, momentum=0.9)`, no clip.
+
     Args:
         teacher: a trained functional or Sequential `keras.Model`; frozen.
         student: a functional or Sequential `keras.Model` with the same inputs.
-        pairs: a list of `(teacher layer, student layer)` tuples or
-            `keras_vid.LayerPair`. Names may reach into nested models with a
-            path (`"backbone/stage3"`); `None` stands for a model's output.
-        vid_weight: lambda, a float or one float per pair. Defaults to 20.0,
-            from the defaults study in `docs/results.md` (RepDistiller's 1.0
-            gave no gain there; 100 collapsed).
-        init_variance: the variance every channel starts at. Defaults to 1.0,
-            from the same study (RepDistiller's 5.0 weakens the regression
-            gradient five-fold while the variance adapts).
-        eps: the variance floor. Defaults to 1e-2: it bounds the effective weight
-            lambda / sigma^2, which with 1e-5 diverged to NaN once a pair was
-            fitted closely (see `docs/results.md`).
+        pairs: `"auto"` (default) pairs the models' stages by scale and their
+            penultimate features (`keras_vid.suggest_pairs`; a student
+            without feature maps, such as an MLP, pairs its features only);
+            any rule of `keras_vid.pairing.RULES`; or a list of
+            `(teacher layer, student layer)` tuples or `keras_vid.LayerPair`.
+            Names may reach into nested models with a path
+            (`"backbone/stage3"`); `None` stands for a model's output. The
+            chosen pairs are logged with their shapes.
+        vid_weight: lambda, a float or one float per pair. `"auto"` (default)
+            gives 30.0 to every pair, or 1.0 when the student has no feature
+            maps (an MLP: at the same learning rate any larger extra weight
+            destabilised it in the tuning runs).
+        init_variance: the variance every channel starts at, in units of the
+            teacher channel's own variance when `standardize=True`.
+            Defaults to 1.0.
+        eps: the variance floor, in the same units. Defaults to 0.1: it bounds
+            the effective weight lambda / sigma^2 at 10 lambda.
         reduction: `"mean"` (per-element mean, default) or `"sum"` (the
             paper's sum over elements).
-        terms: more transfer terms to train alongside (for example KD).
+        standardize: whether each teacher tap is standardised with per-channel
+            statistics measured on the first training batches
+            (`Distiller.calibrate`, run by `fit`), which makes lambda, the
+            variance and `eps` independent of the teacher's activation
+            scale. Defaults to True.
+        kd_weight: the weight of a `keras_vid.transfer.KDTerm` on the logits,
+            or `None` for VID alone (the paper's VID-I; needed when the two
+            models predict different classes). Defaults to 1.0.
+        kd_temperature: KD's temperature. Defaults to 4.0.
+        terms: more transfer terms to train alongside.
         name: the model's name.
 
     Example:
 
     ```python
-    distiller = keras_vid.VIDDistiller(
-        teacher=teacher,
-        student=student,
-        pairs=[("t_stage1", "s_stage1"), ("t_stage2", "s_stage2")],
-    )
+    distiller = keras_vid.VIDDistiller(teacher, student)
     distiller.compile(
-        # Clip: at lambda 20 and lr 0.05, ResNet students diverged unclipped.
-        optimizer=keras.optimizers.SGD(0.05, momentum=0.9, global_clipnorm=20.0),
+        optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
@@ -500,20 +664,28 @@ class VIDDistiller(Distiller):
         self,
         teacher,
         student,
-        pairs,
-        vid_weight=20.0,
+        pairs="auto",
+        vid_weight="auto",
         init_variance=1.0,
-        eps=1e-2,
+        eps=EPS,
         reduction="mean",
+        standardize=True,
+        kd_weight=KD_WEIGHT,
+        kd_temperature=4.0,
         terms=(),
         name="vid_distiller",
         **kwargs,
     ):
+        # The graph checks come first, so a subclassed model gets their error.
+        check_graph_model(teacher, "teacher")
+        check_graph_model(student, "student")
+        if isinstance(pairs, str):
+            pairs = _auto_pairs(teacher, student, pairs)
         pairs = _as_pairs(pairs)
         if not pairs:
             raise ValueError(
                 "`pairs` is empty. Give at least one (teacher layer, student layer) "
-                "pair, e.g. pairs=[('t_stage3', 's_stage3')]."
+                "pair, e.g. pairs=[('t_stage3', 's_stage3')], or pairs='auto'."
             )
         seen = [(p.teacher, p.student) for p in pairs]
         dupes = sorted({k for k in seen if seen.count(k) > 1}, key=str)
@@ -522,6 +694,8 @@ class VIDDistiller(Distiller):
                 f"`pairs` holds duplicates: {dupes}. List each pair once; to weight "
                 "a pair more, give it a LayerPair(..., weight=...)."
             )
+        if isinstance(vid_weight, str) and vid_weight == "auto":
+            vid_weight = _auto_weight(student)
         if isinstance(vid_weight, (list, tuple)):
             if len(vid_weight) != len(pairs):
                 raise ValueError(
@@ -537,12 +711,20 @@ class VIDDistiller(Distiller):
                 f"`reduction` must be one of {REDUCTIONS}. Received: "
                 f"reduction={reduction!r}."
             )
+        extra_terms = list(terms or [])
+        kd_terms = []
+        if kd_weight is not None:
+            kd_weight = check_weight(kd_weight, "kd_weight")
+            _check_kd_outputs(teacher, student)
+            kd_terms = [KDTerm(weight=kd_weight, temperature=kd_temperature)]
         self.pairs = pairs
         self.vid_weight = (
             list(weights) if isinstance(vid_weight, (list, tuple)) else weights[0]
         )
         self.init_variance, self.eps, self.reduction = init_variance, eps, reduction
-        self.extra_terms = list(terms or [])
+        self.standardize = bool(standardize)
+        self.kd_weight, self.kd_temperature = kd_weight, kd_temperature
+        self.extra_terms = extra_terms
         vid_terms = [
             VIDTerm(
                 p.teacher,
@@ -552,18 +734,43 @@ class VIDDistiller(Distiller):
                 eps=eps,
                 reduction=reduction,
                 regressor=p.regressor,
+                standardize=standardize,
                 name=f"vid_{i}",
             )
             for i, (p, w) in enumerate(zip(pairs, weights))
         ]
         super().__init__(
-            teacher, student, terms=vid_terms + self.extra_terms, name=name, **kwargs
+            teacher,
+            student,
+            terms=vid_terms + kd_terms + extra_terms,
+            name=name,
+            **kwargs,
+        )
+        # Imported here, as in _auto_pairs: only construction needs it.
+        from keras_vid.pairing import format_pairs
+
+        t_shapes = self._extractors.teacher.tap_shapes
+        s_shapes = self._extractors.student.tap_shapes
+        logger.info(
+            format_pairs(
+                [
+                    (p.teacher, t_shapes[ti][1:], p.student, s_shapes[si][1:])
+                    for p, ti, si in zip(pairs, self._t_index, self._s_index)
+                ]
+            )
         )
 
     @property
     def vid_terms(self):
         """The `VIDTerm` of each pair, in order."""
         return self.terms[: len(self.pairs)]
+
+    @classmethod
+    def from_config(cls, config):
+        # Files saved before these settings existed trained raw targets and no
+        # default KD term; load them as they were trained.
+        config = {"standardize": False, "kd_weight": None, **config}
+        return super().from_config(config)
 
     def get_config(self):
         config = super().get_config()
@@ -575,6 +782,9 @@ class VIDDistiller(Distiller):
                 "init_variance": self.init_variance,
                 "eps": self.eps,
                 "reduction": self.reduction,
+                "standardize": self.standardize,
+                "kd_weight": self.kd_weight,
+                "kd_temperature": self.kd_temperature,
                 "terms": [
                     keras.saving.serialize_keras_object(t) for t in self.extra_terms
                 ],

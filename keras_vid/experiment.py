@@ -22,6 +22,7 @@ from keras_vid import distribute
 from keras_vid import methods as methods_lib
 from keras_vid import models as models_lib
 from keras_vid.callbacks import TerminateOnNonFinite, save_atomic
+from keras_vid.distiller import Distiller
 from keras_vid.teacher_cache import cache_teacher
 
 SCHEDULES = ("cosine", "step", "constant")
@@ -33,10 +34,11 @@ SCHEDULES = ("cosine", "step", "constant")
 CLIPNORM = 20.0
 
 
-def sgd(learning_rate, momentum=0.9, clipnorm=CLIPNORM):
+def sgd(learning_rate, momentum=0.9, clipnorm=CLIPNORM, nesterov=True):
     """The recipes' optimiser: SGD, Nesterov momentum, global norm clip.
 
-    `clipnorm` 0 or None turns the clip off.
+    `clipnorm` 0 or None turns the clip off; the generalisation suite uses
+    plain momentum (`nesterov=False`) and no clip.
 
     Example:
 
@@ -46,7 +48,7 @@ def sgd(learning_rate, momentum=0.9, clipnorm=CLIPNORM):
     return keras.optimizers.SGD(
         learning_rate,
         momentum=momentum,
-        nesterov=True,
+        nesterov=nesterov,
         global_clipnorm=clipnorm or None,
     )
 
@@ -72,6 +74,7 @@ class DistillConfig:
     learning_rate: float = 0.05
     lr_schedule: str = "cosine"
     momentum: float = 0.9
+    nesterov: bool = True
     # Global gradient-norm clip for every method (0 or None: off).
     clipnorm: float | None = CLIPNORM
     seed: int = 0
@@ -321,7 +324,7 @@ def _in_scope(teacher):
     return copy
 
 
-def distill(cfg, teacher, callbacks=(), strategy=None):
+def distill(cfg, teacher, callbacks=(), strategy=None, builder=None):
     """Runs one distillation and returns its results.
 
     Builds the student from `cfg.student` with the seed `cfg.seed` (the same
@@ -337,6 +340,12 @@ def distill(cfg, teacher, callbacks=(), strategy=None):
             get_strategy(cfg.strategy)`, created at program start); the
             student, the distiller and a copy of the teacher are built in
             its scope. `cfg.batch_size` is the global batch.
+        builder: `builder(cfg, teacher, student)` returns the model to train
+            (a `keras_vid.Distiller`, or any `keras.Model` with a `student`,
+            such as `keras.distillation.Distiller`) in place of
+            `methods.build_distiller(cfg.method, ...)`; used by the
+            generalisation suite. The teacher cache applies to
+            `keras_vid.Distiller`s only.
 
     Returns:
         A dict: `method`, `samples_per_class`, `seed`, `test_accuracy`,
@@ -349,7 +358,8 @@ def distill(cfg, teacher, callbacks=(), strategy=None):
     result = distill(DistillConfig(method="vid_i", epochs=30), teacher)
     ```
     """
-    methods_lib.parse_method(cfg.method)  # fail before any data is loaded
+    if builder is None:
+        methods_lib.parse_method(cfg.method)  # fail before any data is loaded
     augment = cfg.augment
     if augment is None:
         augment = cfg.dataset.startswith("cifar")
@@ -387,22 +397,25 @@ def distill(cfg, teacher, callbacks=(), strategy=None):
             teacher = _in_scope(teacher)
         keras.utils.set_random_seed(cfg.seed)
         student = build_model(cfg.student, cfg.dataset)
-        if cfg.taps:
-            t_taps, s_taps = list(cfg.taps), list(cfg.taps)
+        if builder is not None:
+            distiller = builder(cfg, teacher, student)
         else:
-            t_taps, s_taps = paired_taps(cfg.teacher, cfg.student)
-        distiller = methods_lib.build_distiller(
-            cfg.method,
-            teacher,
-            student,
-            teacher_taps=t_taps,
-            student_taps=s_taps,
-            teacher_features="features",
-            student_features="features",
-            # A grid shares one set of overrides; each method takes its own keys.
-            **methods_lib.overrides_for(cfg.method, cfg.overrides),
-        )
-        if cfg.teacher_cache:
+            if cfg.taps:
+                t_taps, s_taps = list(cfg.taps), list(cfg.taps)
+            else:
+                t_taps, s_taps = paired_taps(cfg.teacher, cfg.student)
+            distiller = methods_lib.build_distiller(
+                cfg.method,
+                teacher,
+                student,
+                teacher_taps=t_taps,
+                student_taps=s_taps,
+                teacher_features="features",
+                student_features="features",
+                # A grid shares one set of overrides; each method takes its own.
+                **methods_lib.overrides_for(cfg.method, cfg.overrides),
+            )
+        if cfg.teacher_cache and isinstance(distiller, Distiller):
             meta = data_lib.info(cfg.dataset)
             n = (cfg.samples_per_class or 0) * meta["num_classes"] or meta["num_train"]
             train = cache_teacher(
@@ -414,6 +427,7 @@ def distill(cfg, teacher, callbacks=(), strategy=None):
                 lr_schedule(cfg.lr_schedule, cfg.learning_rate, steps),
                 momentum=cfg.momentum,
                 clipnorm=cfg.clipnorm,
+                nesterov=cfg.nesterov,
             ),
             loss=_ce(),
             metrics=["accuracy"],
@@ -660,4 +674,187 @@ def plot_accuracy(results, path, title=""):
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _cell(values):
+    if not values:
+        return ""
+    mean = float(np.mean(values))
+    if len(values) == 1:
+        return f"{mean:.2f}"
+    return f"{mean:.2f} ± {float(np.std(values, ddof=1)):.2f}"
+
+
+def suite_summary(results):
+    """Per (pair, method, N): test accuracies in % and divergence counts.
+
+    Example:
+
+    >>> suite_summary([{"pair": "a>b", "method": "kd", "samples_per_class": 100,
+    ...                 "test_accuracy": 0.5, "split": "held_out"}])
+    {('a>b', 'kd', 100): {'acc': [50.0], 'diverged': 0, 'split': 'held_out'}}
+    """
+    out = {}
+    for r in results:
+        cell = out.setdefault(
+            (r["pair"], r["method"], r["samples_per_class"]),
+            {"acc": [], "diverged": 0, "split": r.get("split")},
+        )
+        if r.get("test_accuracy") is None:
+            cell["diverged"] += 1
+        else:
+            cell["acc"].append(100.0 * r["test_accuracy"])
+    return out
+
+
+def suite_markdown(results, teacher_accuracy=None):
+    """The generalisation suite's tables: per pair, then the targets at each N.
+
+    Example:
+
+    >>> print(suite_markdown([{"pair": "a>b", "method": "kd", "seed": 0,
+    ...     "samples_per_class": 100, "test_accuracy": 0.5, "split": "tuning"}]))
+    ... # doctest: +ELLIPSIS
+    ## tuning pairs...
+    """
+    stats = suite_summary(results)
+    methods = list(dict.fromkeys(r["method"] for r in results))
+    sizes = sorted({r["samples_per_class"] for r in results}, reverse=True)
+    lines = []
+    for split in ("tuning", "held_out"):
+        pairs = list(
+            dict.fromkeys(r["pair"] for r in results if r.get("split") == split)
+        )
+        if not pairs:
+            continue
+        lines += [f"## {split.replace('_', '-')} pairs", ""]
+        header = "| pair | N | " + " | ".join(methods) + " |"
+        lines += [header, "|---|---|" + "---|" * len(methods)]
+        for pair in pairs:
+            for n in sizes:
+                cells = []
+                for m in methods:
+                    s = stats.get((pair, m, n))
+                    cell = _cell(s["acc"]) if s else ""
+                    if s and s["diverged"]:
+                        cell += f" ({s['diverged']} diverged)"
+                    cells.append(cell)
+                if any(cells):
+                    lines.append(f"| {pair} | {n} | " + " | ".join(cells) + " |")
+        lines.append("")
+        for vid in [m for m in methods if m.startswith("vid")]:
+            lines += _targets(stats, pairs, sizes, vid)
+    if teacher_accuracy:
+        lines.append(
+            "Teachers (test %): "
+            + ", ".join(f"{k} {100 * v:.2f}" for k, v in teacher_accuracy.items())
+        )
+    return "\n".join(lines)
+
+
+def _targets(stats, pairs, sizes, vid):
+    """Leads of `vid` over the student and over the better KD, per pair."""
+    lines = [
+        f"`{vid}`: lead over the student / over the better of kd and keras_kd "
+        "(points, means over seeds)",
+        "",
+        "| pair | " + " | ".join(f"N={n}" for n in sizes) + " |",
+        "|---|" + "---|" * len(sizes),
+    ]
+    sums = {n: [[], []] for n in sizes}
+    for pair in pairs:
+        cells = []
+        for n in sizes:
+            v = stats.get((pair, vid, n))
+            st = stats.get((pair, "student", n))
+            kds = [
+                float(np.mean(stats[(pair, k, n)]["acc"]))
+                for k in ("kd", "keras_kd")
+                if (pair, k, n) in stats and stats[(pair, k, n)]["acc"]
+            ]
+            if not v or not v["acc"]:
+                cells.append("")
+                continue
+            mv = float(np.mean(v["acc"]))
+            a = mv - float(np.mean(st["acc"])) if st and st["acc"] else None
+            b = mv - max(kds) if kds else None
+            if a is not None:
+                sums[n][0].append(a)
+            if b is not None:
+                sums[n][1].append(b)
+            cells.append(" / ".join("" if x is None else f"{x:+.2f}" for x in (a, b)))
+        lines.append(f"| {pair} | " + " | ".join(cells) + " |")
+    lines.append(
+        "| **mean** | "
+        + " | ".join(
+            " / ".join(f"{np.mean(x):+.2f}" if x else "" for x in sums[n])
+            for n in sizes
+        )
+        + " |"
+    )
+    return lines + [""]
+
+
+def write_suite_results(results, output_dir, teacher_accuracy=None):
+    """Writes the suite's `results.json` and `results.md` atomically.
+
+    Example:
+
+    ```python
+    write_suite_results(results, "runs/suite")
+    ```
+    """
+    os.makedirs(output_dir, exist_ok=True)
+    _write_text_atomic(
+        os.path.join(output_dir, "results.json"), json.dumps(results, indent=2)
+    )
+    text = suite_markdown(results, teacher_accuracy)
+    _write_text_atomic(os.path.join(output_dir, "results.md"), text + "\n")
+    plot_suite(results, os.path.join(output_dir, "accuracy.png"))
+    return text
+
+
+def plot_suite(results, path):
+    """Bars of mean test accuracy per pair and method, one panel per N.
+
+    Example:
+
+    ```python
+    plot_suite(results, "runs/suite/accuracy.png")
+    ```
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stats = suite_summary(results)
+    pairs = list(dict.fromkeys(r["pair"] for r in results))
+    methods = list(dict.fromkeys(r["method"] for r in results))
+    sizes = sorted({r["samples_per_class"] for r in results}, reverse=True)
+    fig, axes = plt.subplots(
+        len(sizes), 1, figsize=(max(6, 1.3 * len(pairs)), 3.5 * len(sizes))
+    )
+    axes = np.atleast_1d(axes)
+    width = 0.8 / max(1, len(methods))
+    for ax, n in zip(axes, sizes):
+        for j, m in enumerate(methods):
+            means, errs = [], []
+            for pair in pairs:
+                acc = stats.get((pair, m, n), {"acc": []})["acc"]
+                means.append(np.mean(acc) if acc else np.nan)
+                errs.append(np.std(acc, ddof=1) if len(acc) > 1 else 0.0)
+            xs = np.arange(len(pairs)) + (j - (len(methods) - 1) / 2) * width
+            ax.bar(xs, means, width, yerr=errs, capsize=2, label=m)
+        finite = [a for (p, m, nn), c in stats.items() if nn == n for a in c["acc"]]
+        if finite:
+            ax.set_ylim(min(finite) - 2, max(finite) + 1)
+        ax.set_xticks(np.arange(len(pairs)))
+        ax.set_xticklabels(pairs, rotation=20, ha="right", fontsize=8)
+        ax.set_ylabel(f"test accuracy (%), N={n}")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -16,7 +16,8 @@ flag value. Which layers each method uses:
 | `vid_lp`  | a `VIDTerm`, linear mean (Ahn 2019)      | teacher logits, student feat.|
 
 Any method with `vid_i` or `vid_lp` builds a `keras_vid.VIDDistiller` (the
-other methods' terms go in its `terms=`); the rest build a
+other methods' terms go in its `terms=`, and it gets no KD term of its own:
+KD is there only when the method names `kd`); the rest build a
 `keras_vid.Distiller`. The task loss is whatever the caller passes to
 `compile(loss=...)`.
 
@@ -113,16 +114,23 @@ DEFAULTS = {
         "Per-element mean as RepDistiller, torchdistill and mdistiller; the "
         "paper sums ('sum').",
     ),
+    "vid_standardize": (
+        False,
+        "The defaults study's VID-I, whose lambda 20 / variance 1 were tuned on "
+        "raw taps (docs/results.md), so the demo and paper_table numbers "
+        "reproduce. `keras_vid.VIDDistiller(teacher, student)` standardises the "
+        "teacher taps by default (the generalisation suite): True here does too.",
+    ),
 }
 """`{override key: (default, source)}` for every method's hyperparameters.
 
 A key `<method>_<name>` belongs to `<method>`; the `vid_` keys that name no
-variant (`vid_init_variance`, `vid_eps`, `vid_reduction`) belong to both
-`vid_i` and `vid_lp`.
+variant (`vid_init_variance`, `vid_eps`, `vid_reduction`, `vid_standardize`)
+belong to both `vid_i` and `vid_lp`.
 """
 
 _VID = ("vid_i", "vid_lp")
-_VID_SHARED = ("vid_init_variance", "vid_eps", "vid_reduction")
+_VID_SHARED = ("vid_init_variance", "vid_eps", "vid_reduction", "vid_standardize")
 
 
 def _owners(key):
@@ -394,6 +402,9 @@ def build_distiller(
             init_variance=hp["vid_init_variance"],
             eps=hp["vid_eps"],
             reduction=hp["vid_reduction"],
+            standardize=hp["vid_standardize"],
+            # KD is an explicit part of the method ("vid_i+kd"), in `terms`.
+            kd_weight=None,
             terms=terms,
         )
     return Distiller(teacher, student, terms=terms)

@@ -625,6 +625,8 @@ class VIDHyperModel(kt.HyperModel):
             init_variance=values["init_variance"],
             eps=self.eps,
             reduction=self.reduction,
+            # KD is a searched choice (`use_kd`), added above as a term.
+            kd_weight=None,
             terms=terms,
         )
         metrics = self.metrics() if callable(self.metrics) else self.metrics

@@ -65,6 +65,9 @@ def check_fit_data(distiller, x=None, y=None):
         return
     x, _ = split_cached(x)
     flat = tf.nest.flatten(x)
+    if not all(hasattr(t, "shape") for t in flat):
+        # A generator or PyDataset: reading ahead would consume its batches.
+        return
     if flat and hasattr(flat[0], "shape") and len(flat[0]) == 0:
         raise ValueError("The training data is empty (0 examples).")
     expected = [tuple(t.shape[1:]) for t in distiller.teacher.inputs]

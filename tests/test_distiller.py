@@ -9,12 +9,21 @@ from conftest import ce_loss, conv_net
 
 import keras_vid
 from keras_vid import LayerPair, VIDDistiller
+from keras_vid.distiller import KD_WEIGHT, VID_WEIGHT
 
 PAIRS = [("t_stage1", "s_stage1"), ("t_stage2", "s_stage2")]
 
 
 def make(models, lr=0.05, weight_decay=None, **kwargs):
+    """A VID-only distiller on raw teacher taps, unless the test says otherwise.
+
+    These tests check VID against hand-computed values and round trips, so they
+    turn off the default KD term and the standardised targets (tests of those
+    are in test_calibration.py and test_default_adds_kd_to_the_logs below).
+    """
     teacher, student = models
+    kwargs.setdefault("kd_weight", None)
+    kwargs.setdefault("standardize", False)
     d = VIDDistiller(teacher, student, kwargs.pop("pairs", PAIRS), **kwargs)
     d.compile(
         keras.optimizers.SGD(lr, momentum=0.9, weight_decay=weight_decay),
@@ -39,7 +48,8 @@ def test_fit_logs_and_vid_terms_decrease(models, data):
         hist["loss"], np.add(hist["task_loss"], hist["vid_loss"]), rtol=1e-5
     )
     lam = [t.weight for t in d.vid_terms]
-    assert lam == [20.0, 20.0]  # the default lambda
+    # The default lambda: keras_vid.distiller.VID_WEIGHT (it was 20.0).
+    assert lam == [VID_WEIGHT, VID_WEIGHT]
     np.testing.assert_allclose(
         hist["vid_loss"],
         lam[0] * np.array(hist["vid/s_stage1"])
@@ -49,6 +59,34 @@ def test_fit_logs_and_vid_terms_decrease(models, data):
     )
     after = teacher.get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(before, after))  # incl. BN stats
+
+
+def test_default_adds_kd_to_the_logs(models, data):
+    """The default distiller: standardised VID terms, then KD on the logits."""
+    x, y = data
+    teacher, student = models
+    d = VIDDistiller(teacher, student, PAIRS)
+    d.compile(keras.optimizers.SGD(0.05, momentum=0.9), loss=ce_loss())
+    assert [type(t).__name__ for t in d.terms] == ["VIDTerm", "VIDTerm", "KDTerm"]
+    assert all(t.standardize for t in d.vid_terms)
+    hist = d.fit(x, y, batch_size=8, epochs=2, verbose=0).history
+    for key in ("loss", "task_loss", "vid_loss", "kd_loss", "kd/output"):
+        assert key in hist
+    np.testing.assert_allclose(
+        hist["loss"],
+        np.add(hist["task_loss"], np.add(hist["vid_loss"], hist["kd_loss"])),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    np.testing.assert_allclose(
+        hist["kd_loss"], KD_WEIGHT * np.array(hist["kd/output"]), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        hist["vid_loss"],
+        VID_WEIGHT * np.add(hist["vid/s_stage1"], hist["vid/s_stage2"]),
+        rtol=1e-5,
+        atol=1e-5,
+    )
 
 
 def test_alphas_and_regressors_get_gradients_and_move(models, data):

@@ -72,6 +72,8 @@ def test_every_name_builds_with_its_defaults(method, teacher):
             key = "vid_lp_weight" if term.teacher_layer is None else "vid_i_weight"
             assert term.weight == defaults[key]
             assert term.init_variance == defaults["vid_init_variance"] == 1.0
+            # The registry keeps the defaults study's raw targets.
+            assert term.standardize is defaults["vid_standardize"] is False
         else:
             assert term.weight == defaults[f"{term.group}_weight"]
 
@@ -154,6 +156,19 @@ def test_bad_method_names(method, match, teacher):
 def test_bad_overrides(overrides, match, teacher):
     with pytest.raises(ValueError, match=match):
         build("kd", teacher, **overrides)
+
+
+def test_vid_standardize_is_passed_through_and_kd_only_when_named(teacher):
+    # build_distiller's VIDDistiller gets no KD term of its own: KD is "kd".
+    d = build("vid_i+vid_lp", teacher, vid_standardize=True)
+    assert [t.standardize for t in d.vid_terms] == [True] * 3
+    assert d.standardize is True and d.kd_weight is None
+    assert not any(isinstance(t, KDTerm) for t in d.terms)
+    assert overrides_for("vid_lp", {"vid_standardize": False}) == {
+        "vid_standardize": False
+    }
+    with pytest.raises(ValueError, match="configures 'vid_i' or 'vid_lp'"):
+        build("kd", teacher, vid_standardize=False)
 
 
 def test_overrides_for_a_grid_of_methods():

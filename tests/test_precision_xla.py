@@ -10,12 +10,16 @@ from keras_vid import VIDDistiller
 PAIRS = [("t_stage1", "s_stage1"), ("t_stage2", "s_stage2")]
 
 
-def train(data, policy="float32", **compile_kwargs):
+def train(data, policy="float32", defaults=False, **compile_kwargs):
     x, y = data
+    # VID alone on raw taps with the old default lambda 20: the configuration
+    # these comparisons were written for. `defaults`: the default VIDDistiller.
+    pinned = {"vid_weight": 20.0, "kd_weight": None, "standardize": False}
+    kwargs = {} if defaults else pinned
     keras.config.set_dtype_policy(policy)
     try:
         teacher, student = conv_net(8, "t_", seed=1), conv_net(4, "s_", seed=2)
-        d = VIDDistiller(teacher, student, PAIRS)
+        d = VIDDistiller(teacher, student, PAIRS, **kwargs)
         d.compile(keras.optimizers.SGD(0.05), loss=ce_loss(), **compile_kwargs)
         hist = d.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0).history
     finally:
@@ -38,7 +42,9 @@ def test_bfloat16_losses_finite_and_close(reference):
     assert d.vid_terms[0].alpha.dtype == "float32"
     for key in ("loss", "task_loss", "vid/s_stage1", "vid/s_stage2"):
         assert np.isfinite(hist[key]).all()
-        np.testing.assert_allclose(hist[key], ref[key], rtol=0.03)
+        # vid/s_stage1 falls to ~3e-4 here: bfloat16's 8-bit mantissa gives
+        # it an absolute error of ~1e-5, a few percent of so small a value.
+        np.testing.assert_allclose(hist[key], ref[key], rtol=0.03, atol=5e-5)
 
 
 def test_float16_uses_loss_scaling(reference):
@@ -57,3 +63,14 @@ def test_xla_and_steps_per_execution_match_eager_graph(reference):
     for key in ("loss", "vid/s_stage1", "vid/s_stage2"):
         np.testing.assert_allclose(xla[key], ref[key], rtol=1e-4)
         np.testing.assert_allclose(spe[key], ref[key], rtol=1e-5)
+
+
+def test_bfloat16_with_the_defaults_is_close(reference):
+    """Standardised targets and KD stay float32 where it matters, too."""
+    data, _ = reference
+    _, ref = train(data, defaults=True)
+    d, hist = train(data, "mixed_bfloat16", defaults=True)
+    assert d.vid_terms[0].teacher_scale.dtype == "float32"
+    for key in ("loss", "task_loss", "vid/s_stage1", "vid/s_stage2", "kd/output"):
+        assert np.isfinite(hist[key]).all()
+        np.testing.assert_allclose(hist[key], ref[key], rtol=0.03)

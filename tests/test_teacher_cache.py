@@ -12,8 +12,13 @@ from keras_vid.teacher_cache import cache_teacher
 PAIRS = [("t_stage1", "s_stage1"), ("t_stage2", "s_stage2")]
 
 
-def make():
-    d = VIDDistiller(conv_net(8, "t_", seed=1), conv_net(4, "s_", seed=2), PAIRS)
+def make(defaults=False):
+    # VID alone on raw taps, as these tests were written for, unless a test
+    # asks for the defaults (standardised targets calibrated in fit, and KD).
+    kwargs = {} if defaults else {"kd_weight": None, "standardize": False}
+    d = VIDDistiller(
+        conv_net(8, "t_", seed=1), conv_net(4, "s_", seed=2), PAIRS, **kwargs
+    )
     keras.utils.set_random_seed(7)
     d.compile(keras.optimizers.SGD(0.05, momentum=0.9), loss=ce_loss())
     return d
@@ -48,6 +53,23 @@ def test_cached_training_equals_uncached(data):
     np.testing.assert_allclose(
         cached.predict(ds, verbose=0), cached.student.predict(data[0], verbose=0)
     )
+
+
+def test_cached_training_equals_uncached_with_the_defaults(data):
+    """fit() calibrates the standardised terms from the cached taps alike."""
+    plain = make(defaults=True)
+    h1 = plain.fit(dataset(data), epochs=2, verbose=0).history
+    cached = make(defaults=True)
+    h2 = cached.fit(cache_teacher(cached, dataset(data)), epochs=2, verbose=0).history
+    assert "kd/output" in h2
+    for a, b in zip(plain.vid_terms, cached.vid_terms):
+        for name in ("teacher_mean", "teacher_scale"):
+            np.testing.assert_allclose(
+                np.array(getattr(a, name)), np.array(getattr(b, name)), rtol=1e-5
+            )
+    for a, b in zip(plain.student.get_weights(), cached.student.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(h1["loss"], h2["loss"], rtol=1e-5)
 
 
 def test_cache_with_shuffle_after_it_trains(data):

@@ -5,8 +5,10 @@ layers (so it saves to `.keras` and loads with `safe_mode=True`), outputs
 logits, and names the layers worth distilling from ("taps") explicitly:
 
 - `wide_resnet`: `conv1`, `stage1`, `stage2`, `stage3`, `features`, `logits`.
-- `small_cnn`: `stage1`, `stage2`, `stage3`, `features`, `logits`.
+- `small_cnn`: `stage1` ... `stageN`, `features`, `logits`.
 - `mlp`: `hidden1` ... `hiddenN`, `features`, `logits`.
+- `mobilenet_v2`: `keras.applications.MobileNetV2` nested in a resizing
+  wrapper; its layers are tapped by path (see `keras_vid.pairing`).
 
 `get_model` builds one from a short name such as `"wrn-40-2"` and
 `tap_names` lists the taps that name's model has.
@@ -19,15 +21,41 @@ from keras_vid.models import wide_resnet as _wrn
 from keras_vid.models.cnn import small_cnn
 from keras_vid.models.mlp import mlp
 from keras_vid.models.mlp import taps as _mlp_taps
+from keras_vid.models.mobilenet import mobilenet_v2
 from keras_vid.models.wide_resnet import wide_resnet
 
-__all__ = ["MODEL_NAMES", "get_model", "mlp", "small_cnn", "tap_names", "wide_resnet"]
+__all__ = [
+    "MODEL_NAMES",
+    "get_model",
+    "mlp",
+    "mobilenet_v2",
+    "small_cnn",
+    "tap_names",
+    "wide_resnet",
+]
+
+# name: (builder, arguments). The variants beyond cnn / cnn-small / mlp give
+# the generalisation suite (recipes/suite.py) teachers and students of other
+# depths, widths, normalisation and families.
+_NAMED = {
+    "cnn": (small_cnn, {"widths": _cnn.TEACHER_WIDTHS}),
+    "cnn-small": (small_cnn, {"widths": _cnn.STUDENT_WIDTHS}),
+    "cnn-tiny": (small_cnn, {"widths": (4, 8, 16)}),
+    "cnn-2stage": (small_cnn, {"widths": (16, 32)}),
+    "cnn-4stage": (small_cnn, {"widths": (32, 64, 128, 256)}),
+    # No BatchNorm and ELU: activations of another scale and sign.
+    "cnn-nobn": (
+        small_cnn,
+        {"widths": _cnn.TEACHER_WIDTHS, "batch_norm": False, "activation": "elu"},
+    ),
+    "mlp": (mlp, {}),
+    "mlp-small": (mlp, {"hidden": (256, 128), "batch_norm": True}),
+    "mobilenetv2": (mobilenet_v2, {"alpha": 0.35}),
+}
 
 MODEL_NAMES = (
     "wrn-<depth>-<width> (for example wrn-40-2, wrn-16-1)",
-    "cnn",
-    "cnn-small",
-    "mlp",
+    *_NAMED,
 )
 """The names `get_model` accepts, as shown in its error message."""
 
@@ -46,12 +74,9 @@ def _parse(name):
     if match:
         depth, width = int(match.group(1)), int(match.group(2))
         return wide_resnet, {"depth": depth, "width": width}, f"wrn_{depth}_{width}"
-    if key == "cnn":
-        return small_cnn, {"widths": _cnn.TEACHER_WIDTHS}, "cnn"
-    if key == "cnn-small":
-        return small_cnn, {"widths": _cnn.STUDENT_WIDTHS}, "cnn_small"
-    if key == "mlp":
-        return mlp, {}, "mlp"
+    if key in _NAMED:
+        builder, kwargs = _NAMED[key]
+        return builder, dict(kwargs), key.replace("-", "_")
     raise ValueError(
         f"Unknown model name {name!r}. Valid names: {', '.join(MODEL_NAMES)}."
     )
@@ -67,6 +92,10 @@ def get_model(name, /, num_classes=10, input_shape=None, **kwargs):
     - `"cnn"`: `small_cnn(widths=(32, 64, 128))`, the Fashion-MNIST teacher.
     - `"cnn-small"`: `small_cnn(widths=(8, 16, 32))`, its student.
     - `"mlp"`: `mlp(hidden=(512, 256))`.
+    - The generalisation suite's models: `"cnn-tiny"` (4-8-16),
+      `"cnn-2stage"` (16-32), `"cnn-4stage"` (32-64-128-256), `"cnn-nobn"`
+      (32-64-128, no BatchNorm, ELU), `"mlp-small"` (256-128 with
+      BatchNorm) and `"mobilenetv2"` (`mobilenet_v2(alpha=0.35)`).
 
     Args:
         name: the model name, as above (positional only, so that `name=`
@@ -135,5 +164,10 @@ def tap_names(model_name, hidden=None):
         _wrn._check_depth_width(implied["depth"], implied["width"])
         return list(_wrn.TAPS)
     if builder is small_cnn:
-        return list(_cnn.TAPS)
-    return _mlp_taps() if hidden is None else _mlp_taps(hidden)
+        return _cnn.taps(len(implied["widths"]))
+    if builder is mobilenet_v2:
+        raise ValueError(
+            f"{model_name!r} is a keras.applications model without zoo tap "
+            "names; use keras_vid.pairing.suggest_pairs to find its stages."
+        )
+    return _mlp_taps(implied.get("hidden", (512, 256)) if hidden is None else hidden)

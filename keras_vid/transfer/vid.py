@@ -16,11 +16,23 @@ variance per teacher channel, shared by all spatial positions:
 averages this over the elements of each example, so lambda does not depend on
 the layer's size. `reduction="sum"` sums over them, the paper's form: it is
 `H * W * C` times larger for the same lambda.
+
+`standardize=True` makes lambda independent of the *scale* of the teacher's
+activations too. Before training, `keras_vid.Distiller.calibrate` measures
+each teacher channel's mean `m_c` and standard deviation `s_c` on the first
+batches, and the term models `(t - m_c) / s_c` instead of `t`. That is the
+same Gaussian family on `t` (mean `m_c + s_c * mu(s)`, variance
+`s_c^2 * sigma_c^2`), so the objective is still the variational bound; its
+value differs from the raw negative log-likelihood by the constant
+`sum_c log s_c`. In these units `init_variance=1` is the teacher channel's
+own variance and `eps` a fraction of it, whatever BatchNorm, activation or
+depth produced the tap.
 """
 
 import math
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_vid.regressors import default_regressor
@@ -112,6 +124,11 @@ class VIDTerm(RegressorTerm):
         reduction: `"mean"` over elements (default) or `"sum"` (the paper).
         regressor: a Keras layer mapping the student tap to the teacher tap's
             shape. Defaults to `keras_vid.regressors.default_regressor`.
+        standardize: whether the teacher tap is standardised per channel with
+            statistics measured before training (`calibrate`), which makes
+            `init_variance`, `eps` and lambda relative to the teacher's own
+            spread. Defaults to `False` here; `keras_vid.VIDDistiller`
+            turns it on.
 
     Example:
 
@@ -135,10 +152,12 @@ class VIDTerm(RegressorTerm):
         eps=1e-2,
         reduction="mean",
         regressor=None,
+        standardize=False,
         **kwargs,
     ):
         super().__init__(teacher_layer, student_layer, weight, regressor, **kwargs)
         self.init_variance, self.eps = check_variance(init_variance, eps)
+        self.standardize = bool(standardize)
         if reduction not in REDUCTIONS:
             raise ValueError(
                 f"`reduction` must be one of {REDUCTIONS}. Received: "
@@ -157,6 +176,67 @@ class VIDTerm(RegressorTerm):
             ),
             dtype="float32",
         )
+        if self.standardize:
+            # Non-trainable, so saved and restored with the term: a reloaded
+            # or resumed run keeps the statistics it was trained with.
+            self.teacher_mean = self.add_weight(
+                name="teacher_mean",
+                shape=(channels,),
+                initializer="zeros",
+                trainable=False,
+                dtype="float32",
+            )
+            self.teacher_scale = self.add_weight(
+                name="teacher_scale",
+                shape=(channels,),
+                initializer="ones",
+                trainable=False,
+                dtype="float32",
+            )
+            self.calibrated = self.add_weight(
+                name="calibrated",
+                shape=(),
+                initializer="zeros",
+                trainable=False,
+                dtype="float32",
+            )
+
+    @property
+    def needs_calibration(self):
+        """Whether `set_statistics` must run before training."""
+        return self.standardize and not bool(
+            keras.ops.convert_to_numpy(self.calibrated)
+        )
+
+    def set_statistics(self, mean, variance):
+        """Sets the teacher tap's per-channel statistics (`standardize=True`).
+
+        Channels whose variance is below 1e-4 of the mean variance (dead or
+        constant units) keep that floor, so they are not amplified into noise.
+
+        Example:
+
+        >>> import numpy as np
+        >>> term = VIDTerm("t", "s", standardize=True)
+        >>> term.build((None, 2), (None, 2))
+        >>> term.set_statistics(np.array([1.0, 2.0]), np.array([4.0, 9.0]))
+        >>> keras.ops.convert_to_numpy(term.teacher_scale).tolist()
+        [2.0, 3.0]
+        """
+        mean = np.asarray(mean, "float32")
+        variance = np.asarray(variance, "float32")
+        if not (np.isfinite(mean).all() and np.isfinite(variance).all()):
+            raise ValueError(
+                f"The teacher tap {self.teacher_layer!r} has non-finite statistics "
+                "on the calibration batches (mean or variance is inf or NaN): its "
+                "activations overflow. Check the input scaling (for example images "
+                "in [0, 255] given to a teacher trained on [0, 1]) and the "
+                "teacher's weights."
+            )
+        floor = 1e-4 * float(np.mean(variance)) + 1e-12
+        self.teacher_mean.assign(mean)
+        self.teacher_scale.assign(np.sqrt(np.maximum(variance, floor)))
+        self.calibrated.assign(1.0)
 
     def variance(self):
         """Returns sigma^2 = softplus(alpha) + eps, shape `(channels,)`."""
@@ -164,6 +244,10 @@ class VIDTerm(RegressorTerm):
 
     def call(self, teacher, student, training=False):
         mean = self.regressor(student, training=training)
+        if self.standardize:
+            teacher = (ops.cast(teacher, "float32") - self.teacher_mean) / (
+                self.teacher_scale
+            )
         return gaussian_nll(teacher, mean, self.variance(), self.reduction)
 
     def no_decay_variables(self):
@@ -175,4 +259,5 @@ class VIDTerm(RegressorTerm):
             "init_variance": self.init_variance,
             "eps": self.eps,
             "reduction": self.reduction,
+            "standardize": self.standardize,
         }

@@ -23,12 +23,16 @@ def run_check(*flags):
 
 
 @pytest.mark.parametrize(
-    "flags", [(), ("--sync-bn", "--kd")], ids=["no-bn", "sync-bn-with-kd"]
+    "flags",
+    [(), ("--sync-bn", "--kd"), ("--sync-bn", "--defaults")],
+    ids=["no-bn", "sync-bn-with-kd", "sync-bn-defaults"],
 )
 def test_two_replicas_match_one_device(flags):
+    # "--defaults": the default VIDDistiller, whose fit() calibrates the
+    # standardised terms first and which adds KD; the others pin VID alone.
     report = run_check(*flags)
     assert "vid/s_stage1" in report["keys"]
-    if "--kd" in flags:
+    if "--kd" in flags or "--defaults" in flags:
         assert "kd/output" in report["keys"]
     assert report["max_weight_diff"] < 1e-5
     assert report["max_log_diff"] < 1e-5

@@ -166,9 +166,80 @@ def test_small_cnn_shapes_and_params():
     assert tuple(student(x, training=False).shape) == (3, 10)
 
 
-def test_small_cnn_rejects_bad_widths():
-    with pytest.raises(ValueError, match="three positive integer"):
-        small_cnn(widths=(8, 16))
+@pytest.mark.parametrize("widths", [(), (8, 0, 16), (8, -16), (8, 16.0), (True,)])
+def test_small_cnn_rejects_bad_widths(widths):
+    # Any number of stages >= 1 is valid; each width a positive integer.
+    with pytest.raises(ValueError, match="one or more positive integer"):
+        small_cnn(widths=widths)
+
+
+def test_small_cnn_two_and_four_stages():
+    two = small_cnn(widths=(8, 16))
+    assert cnn_module.taps(2) == ["stage1", "stage2", "features", "logits"]
+    assert [tuple(two.get_layer(n).output.shape) for n in cnn_module.taps(2)] == [
+        (None, 28, 28, 8),
+        (None, 14, 14, 16),
+        (None, 16),
+        (None, 10),
+    ]
+    assert two.count_params() == _cnn_params((8, 16))
+    four = small_cnn(widths=(4, 8, 16, 32))
+    # The fourth stage pools 7x7 to 3x3 (2x2 pooling, "valid" padding).
+    assert [tuple(four.get_layer(n).output.shape) for n in cnn_module.taps(4)] == [
+        (None, 28, 28, 4),
+        (None, 14, 14, 8),
+        (None, 7, 7, 16),
+        (None, 3, 3, 32),
+        (None, 32),
+        (None, 10),
+    ]
+    assert four.count_params() == _cnn_params((4, 8, 16, 32))
+
+
+def test_small_cnn_without_batch_norm_has_conv_biases():
+    model = small_cnn(widths=(8, 16), batch_norm=False, activation="elu")
+    assert not any(
+        isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers
+    )
+    convs = [lyr for lyr in model.layers if isinstance(lyr, keras.layers.Conv2D)]
+    assert len(convs) == 4 and all(c.use_bias and c.bias is not None for c in convs)
+    assert model.get_layer("stage2").get_config()["activation"] == "elu"
+    # Each conv has k*k*cin*cout weights and cout biases.
+    expected = (9 * 1 * 8 + 8) + (9 * 8 * 8 + 8) + (9 * 8 * 16 + 16)
+    expected += (9 * 16 * 16 + 16) + (16 * 10 + 10)
+    assert model.count_params() == expected
+    # With BatchNorm (the default), no conv has a bias.
+    assert not any(
+        lyr.use_bias
+        for lyr in small_cnn(widths=(8, 16)).layers
+        if isinstance(lyr, keras.layers.Conv2D)
+    )
+
+
+NEW_NAMES = ["cnn-tiny", "cnn-2stage", "cnn-4stage", "cnn-nobn", "mlp-small"]
+
+
+@pytest.mark.parametrize("name", NEW_NAMES + ["mobilenetv2"])
+def test_new_zoo_names_build(name):
+    model = get_model(name)
+    assert model.name == name.replace("-", "_")
+    assert tuple(model.output.shape) == (None, 10)
+    assert model.input_shape == (None, 28, 28, 1)
+
+
+def test_new_zoo_names_taps():
+    assert tap_names("cnn-4stage") == [
+        "stage1",
+        "stage2",
+        "stage3",
+        "stage4",
+        "features",
+        "logits",
+    ]
+    assert tap_names("cnn-2stage") == ["stage1", "stage2", "features", "logits"]
+    assert tap_names("mlp-small") == ["hidden1", "hidden2", "features", "logits"]
+    with pytest.raises(ValueError, match="suggest_pairs"):
+        tap_names("mobilenetv2")
 
 
 def test_mlp_shapes_and_params():
@@ -198,7 +269,7 @@ def test_mlp_rejects_bad_hidden():
         mlp(hidden=(64, 0))
 
 
-ALL_NAMES = ["wrn-16-1", "cnn", "cnn-small", "mlp"]
+ALL_NAMES = ["wrn-16-1", "cnn", "cnn-small", "mlp", *NEW_NAMES]
 
 
 @pytest.mark.parametrize("name", ALL_NAMES + ["wrn-40-2"])
@@ -295,6 +366,7 @@ def test_get_model_rejects_invalid_wrn_depth():
         "keras_vid.models.wide_resnet",
         "keras_vid.models.cnn",
         "keras_vid.models.mlp",
+        "keras_vid.models.mobilenet",
     ],
 )
 def test_docstring_examples_run(module):

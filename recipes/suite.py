@@ -1,0 +1,281 @@
+"""The generalisation suite: does VID's win carry over to unseen pairs?
+
+    python recipes/suite.py --split=held_out --sizes=100 --seeds=0,1,2 \
+        --output_dir=runs/suite
+
+Nine teacher/student pairs on Fashion-MNIST, split *before any tuning* into
+three tuning pairs, on which every default of `keras_vid.VIDDistiller` was
+chosen, and six held-out pairs, run once with those defaults and reported as
+they came (docs/results.md). Every method of a (pair, N, seed) cell trains
+from the same images and the same initial student weights, with plain SGD
+(momentum 0.9, no Nesterov, lr 0.05, cosine decay) and *no* gradient clip.
+
+Methods (`--methods`):
+
+- `student`: the student alone, in the same loop.
+- `kd`: keras-vid's KD term (T=4, weight 1; `keras_vid.methods.DEFAULTS`).
+- `keras_kd`: Keras's own `keras.distillation.Distiller` with
+  `LogitsDistillation(temperature=4, loss=keras.losses.KLDivergence())` and
+  `student_loss_weight=0.5`, as a Keras user would write it.
+- `fitnet`: FitNet (weight 100) on the middle stage pair found by
+  `keras_vid.pairing` (the features pair for an MLP student).
+- `at`: AT (beta 1000) on every stage pair; not defined for an MLP student.
+- `vid`: `VIDDistiller(teacher, student)`, nothing else: the defaults.
+- `vid_nokd`: the same with `kd_weight=None` (the paper's VID-I alone).
+
+`--variants` adds tuning variants: a JSON object `{label: VIDDistiller
+keyword arguments}`; `"pairs"` may be a rule of `keras_vid.pairing.RULES`
+and `"split_weight": true` divides `vid_weight` among the pairs.
+
+Results are written after every run (results.json, results.md, accuracy.png)
+and an interrupted suite resumes where it stopped.
+"""
+
+import json
+import os
+
+import keras
+from absl import app, flags, logging
+
+from keras_vid import data, experiment, pairing
+from keras_vid.callbacks import NonFiniteLossError
+from keras_vid.distiller import Distiller, VIDDistiller
+from keras_vid.methods import DEFAULTS
+from keras_vid.transfer.at import ATTerm
+from keras_vid.transfer.fitnet import FitNetTerm
+from keras_vid.transfer.kd import KDTerm
+
+# Fixed before any tuning (the issue's protocol): label -> (teacher, student).
+TUNING = {
+    "cnn>cnn-small": ("cnn", "cnn-small"),
+    "cnn>mlp": ("cnn", "mlp"),
+    "wrn-10-2>cnn-small": ("wrn-10-2", "cnn-small"),
+}
+HELD_OUT = {
+    # A teacher without BatchNorm (ELU) and a 4.9k-parameter student.
+    "cnn-nobn>cnn-tiny": ("cnn-nobn", "cnn-tiny"),
+    # A student with fewer stages than its teacher.
+    "cnn-4stage>cnn-2stage": ("cnn-4stage", "cnn-2stage"),
+    # A depthwise-separable keras.applications student, nested and resized.
+    "cnn-4stage>mobilenetv2": ("cnn-4stage", "mobilenetv2"),
+    # CNN to MLP, twice: an MLP with BatchNorm, and a ResNet teacher.
+    "cnn-nobn>mlp-small": ("cnn-nobn", "mlp-small"),
+    "wrn-10-2>mlp": ("wrn-10-2", "mlp"),
+    # A ResNet teacher with a plain CNN student.
+    "wrn-10-2>cnn-tiny": ("wrn-10-2", "cnn-tiny"),
+}
+SPLITS = {"tuning": TUNING, "held_out": HELD_OUT, "all": {**TUNING, **HELD_OUT}}
+METHODS = ("student", "kd", "keras_kd", "fitnet", "at", "vid", "vid_nokd")
+
+flags.DEFINE_enum("split", "held_out", list(SPLITS), "Which pairs to run.")
+flags.DEFINE_list("pairs", None, "Pair labels to run (default: the split's).")
+flags.DEFINE_list("sizes", ["100"], "Images per class (N).")
+flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
+flags.DEFINE_list("methods", list(METHODS), "Methods to run.")
+flags.DEFINE_string("variants", "{}", "Tuning variants, JSON (see above).")
+flags.DEFINE_string(
+    "epochs_by_size", "100:20,500:10", "Epochs per N, as N:epochs pairs."
+)
+# Teachers train on all 60,000 images (Adam; SGD for WRNs; cosine decay): the
+# CPU budget allowed two epochs for `cnn` and `cnn-nobn` (whose first epoch
+# reached only 84.9%) and one for the others. Their test accuracies are in
+# results.md.
+TEACHER_EPOCHS = {"cnn": 2, "cnn-nobn": 2}
+flags.DEFINE_string("teacher_dir", "runs/suite", "Where teachers are cached.")
+flags.DEFINE_integer(
+    "teacher_samples_per_class",
+    0,
+    "Images per class to train a teacher on (0 = all); for quick trials.",
+    lower_bound=0,
+)
+flags.DEFINE_string("output_dir", "runs/suite", "Where results are written.")
+flags.DEFINE_float("learning_rate", 0.05, "Initial SGD learning rate.")
+flags.DEFINE_float("clipnorm", 0.0, "Global gradient-norm clip (0 = off).")
+flags.DEFINE_integer("verbose", 0, "Keras progress for each run.")
+FLAGS = flags.FLAGS
+
+
+def _default(key):
+    return DEFAULTS[key][0]
+
+
+def _stage_pairs(teacher, student):
+    """Every aligned stage pair, or the features pair for a vector student."""
+    return pairing.suggest_pairs(teacher, student, rule="all") or []
+
+
+def build(method, variants):
+    """Returns `builder(cfg, teacher, student)` for `experiment.distill`."""
+
+    def builder(cfg, teacher, student):
+        if method == "student":
+            return Distiller(teacher, student, terms=[])
+        if method == "kd":
+            kd = KDTerm(
+                weight=_default("kd_weight"), temperature=_default("kd_temperature")
+            )
+            return Distiller(teacher, student, terms=[kd])
+        if method == "keras_kd":
+            return keras.distillation.Distiller(
+                teacher=teacher,
+                student=student,
+                distillation_losses=keras.distillation.LogitsDistillation(
+                    temperature=4.0, loss=keras.losses.KLDivergence()
+                ),
+                student_loss_weight=0.5,
+            )
+        if method == "fitnet":
+            pairs = _stage_pairs(teacher, student)
+            hint = pairs[len(pairs) // 2]
+            return Distiller(
+                teacher,
+                student,
+                terms=[FitNetTerm(*hint, weight=_default("fitnet_weight"))],
+            )
+        if method == "at":
+            terms = [
+                ATTerm(t, s, weight=_default("at_weight"), p=_default("at_p"))
+                for t, s in _stage_pairs(teacher, student)
+            ]
+            return Distiller(teacher, student, terms=terms)
+        if method == "vid":
+            return VIDDistiller(teacher, student)
+        if method == "vid_nokd":
+            return VIDDistiller(teacher, student, kd_weight=None)
+        kwargs = dict(variants[method])
+        features_weight = kwargs.pop("features_weight", None)
+        if features_weight is not None:
+            rule = kwargs.get("pairs", "auto")
+            rule = pairing.RULES[0] if rule == "auto" else rule
+            pairs = pairing.suggest_pairs(teacher, student, rule=rule)
+            feat = pairing.find_features(teacher).path
+            kwargs["pairs"] = pairs
+            kwargs["vid_weight"] = [
+                features_weight if t == feat else kwargs.get("vid_weight", 10.0)
+                for t, _ in pairs
+            ]
+        if kwargs.pop("split_weight", False):
+            rule = kwargs.get("pairs", "auto")
+            rule = pairing.RULES[0] if rule == "auto" else rule
+            k = len(pairing.suggest_pairs(teacher, student, rule=rule))
+            kwargs["vid_weight"] = kwargs.get("vid_weight", 10.0) / k
+        return VIDDistiller(teacher, student, **kwargs)
+
+    return builder
+
+
+def applicable(method, student):
+    """AT compares spatial attention maps: an MLP student has none."""
+    return not (method == "at" and not pairing.find_stages(student))
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.INFO)
+    variants = json.loads(FLAGS.variants)
+    pairs = SPLITS[FLAGS.split]
+    labels = FLAGS.pairs or list(pairs)
+    pairs = {**TUNING, **HELD_OUT}
+    epochs = {
+        int(n): int(e)
+        for n, e in (item.split(":") for item in FLAGS.epochs_by_size.split(","))
+    }
+    methods = list(FLAGS.methods) + [v for v in variants if v not in FLAGS.methods]
+    results = experiment.previous_results(FLAGS.output_dir)
+    done = {
+        (r["pair"], r["method"], r["samples_per_class"], r["seed"]) for r in results
+    }
+    teachers = {}
+    accs = _load_json(os.path.join(FLAGS.output_dir, "teachers.json"))
+    for label in labels:
+        t_arch, s_arch = pairs[label]
+        if t_arch not in teachers:
+            teacher, acc = experiment.get_teacher(
+                t_arch,
+                "fashion_mnist",
+                FLAGS.teacher_dir,
+                epochs=TEACHER_EPOCHS.get(t_arch, 1),
+                samples_per_class=FLAGS.teacher_samples_per_class or None,
+            )
+            teachers[t_arch] = teacher
+            accs[t_arch] = acc if acc is not None else accs.get(t_arch)
+            if accs[t_arch] is None:
+                accs[t_arch] = _test_accuracy(teacher)
+            _dump_json(accs, os.path.join(FLAGS.output_dir, "teachers.json"))
+        teacher = teachers[t_arch]
+        student_probe = experiment.build_model(s_arch, "fashion_mnist")
+        for n in [int(v) for v in FLAGS.sizes]:
+            for seed in [int(v) for v in FLAGS.seeds]:
+                for method in methods:
+                    key = (label, method, n, seed)
+                    if key in done or not applicable(method, student_probe):
+                        continue
+                    cfg = experiment.DistillConfig(
+                        dataset="fashion_mnist",
+                        teacher=t_arch,
+                        student=s_arch,
+                        method=method,
+                        samples_per_class=n,
+                        epochs=epochs[n],
+                        learning_rate=FLAGS.learning_rate,
+                        clipnorm=FLAGS.clipnorm or None,
+                        nesterov=False,
+                        seed=seed,
+                        teacher_cache=True,
+                        verbose=FLAGS.verbose,
+                    )
+                    try:
+                        result = experiment.distill(
+                            cfg, teacher, builder=build(method, variants)
+                        )
+                        result["diverged"] = False
+                    except NonFiniteLossError as e:
+                        result = {"test_accuracy": None, "diverged": str(e)}
+                    result.update(
+                        pair=label,
+                        split="tuning" if label in TUNING else "held_out",
+                        method=method,
+                        samples_per_class=n,
+                        seed=seed,
+                        teacher=t_arch,
+                        student=s_arch,
+                    )
+                    result.pop("history", None)
+                    results.append(result)
+                    acc = result["test_accuracy"]
+                    print(
+                        f"{label:26s} {method:18s} N={n:<4d} seed={seed} "
+                        + (f"{100 * acc:.2f}%" if acc is not None else "DIVERGED")
+                        + f" ({result.get('seconds', 0)} s)",
+                        flush=True,
+                    )
+                    experiment.write_suite_results(results, FLAGS.output_dir, accs)
+    print(experiment.write_suite_results(results, FLAGS.output_dir, accs))
+
+
+def _test_accuracy(model):
+    test = data.load("fashion_mnist", "test", batch_size=512)
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    copy.compile(
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return float(copy.evaluate(test, verbose=0, return_dict=True)["accuracy"])
+
+
+def _load_json(path):
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def _dump_json(value, path):
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(value, f, indent=2)
+
+
+if __name__ == "__main__":
+    app.run(main)
