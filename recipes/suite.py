@@ -24,8 +24,10 @@ Methods (`--methods`):
 - `vid_nokd`: the same with `kd_weight=None` (the paper's VID-I alone).
 
 `--variants` adds tuning variants: a JSON object `{label: VIDDistiller
-keyword arguments}`; `"pairs"` may be a rule of `keras_vid.pairing.RULES`
-and `"split_weight": true` divides `vid_weight` among the pairs.
+keyword arguments}`, or `tuning` for `TUNING_VARIANTS`; `"pairs"` may be a
+rule of `keras_vid.pairing.RULES`, `"split_weight": true` divides
+`vid_weight` among the pairs and `"features_weight"` sets the features
+pair's own lambda.
 
 Results are written after every run (results.json, results.md, accuracy.png)
 and an interrupted suite resumes where it stopped.
@@ -67,12 +69,53 @@ HELD_OUT = {
 SPLITS = {"tuning": TUNING, "held_out": HELD_OUT, "all": {**TUNING, **HELD_OUT}}
 METHODS = ("student", "kd", "keras_kd", "fitnet", "at", "vid", "vid_nokd")
 
+# The variants tried on the tuning pairs (seed 0, N=100) before the defaults
+# were fixed; `--variants=tuning` runs them all. "std": standardised taps;
+# "raw": the earlier defaults study's setting; eps 1e-2 unless named (the
+# default then).
+_F = [["features", "features"]]
+TUNING_VARIANTS = {
+    "std l3": {"vid_weight": 3, "eps": 0.01},
+    "std l10": {"vid_weight": 10, "eps": 0.01},
+    "std l30": {"vid_weight": 30, "eps": 0.01},
+    "std l100": {"vid_weight": 100, "eps": 0.01},
+    "raw l20 eps1e-2 (old)": {"vid_weight": 20, "standardize": False, "eps": 0.01},
+    "std l10 last+f": {"vid_weight": 10, "pairs": "last+features", "eps": 0.01},
+    "std l10 all+f": {"vid_weight": 10, "pairs": "all+features", "eps": 0.01},
+    "std l30 all+f": {"vid_weight": 30, "pairs": "all+features", "eps": 0.01},
+    "std l30 split": {"vid_weight": 30, "split_weight": True, "eps": 0.01},
+    "std l10 nokd": {"vid_weight": 10, "kd_weight": None, "eps": 0.01},
+    "std l30 nokd": {"vid_weight": 30, "kd_weight": None, "eps": 0.01},
+    "std l3 eps0.1": {"vid_weight": 3, "eps": 0.1},
+    "std l10 eps0.1": {"vid_weight": 10, "eps": 0.1},
+    "std l30 eps0.1": {"vid_weight": 30, "eps": 0.1},
+    "maps l30 feat l10 eps0.1": {"vid_weight": 30, "features_weight": 10, "eps": 0.1},
+    "maps l30 feat l3 eps0.1": {"vid_weight": 30, "features_weight": 3, "eps": 0.1},
+    # CNN -> MLP only: maps from the MLP's hidden vectors, VID-LP, KD x2.
+    "mlp s3+f l3": {
+        "pairs": [["stage3", "hidden2"], *_F],
+        "vid_weight": 3,
+        "eps": 0.1,
+    },
+    "mlp s2+s3+f l3": {
+        "pairs": [["stage2", "hidden1"], ["stage3", "hidden2"], *_F],
+        "vid_weight": 3,
+        "eps": 0.1,
+    },
+    "mlp lp+f l10": {"pairs": [[None, "features"], *_F], "vid_weight": 10, "eps": 0.1},
+    "mlp f l10 kd2": {"vid_weight": 10, "eps": 0.1, "kd_weight": 2.0},
+    "mlp f l10 eps1e-2": {"vid_weight": 10, "eps": 0.01},
+    "mlp f l1 eps0.1": {"vid_weight": 1, "eps": 0.1},
+}
+
 flags.DEFINE_enum("split", "held_out", list(SPLITS), "Which pairs to run.")
 flags.DEFINE_list("pairs", None, "Pair labels to run (default: the split's).")
 flags.DEFINE_list("sizes", ["100"], "Images per class (N).")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
 flags.DEFINE_list("methods", list(METHODS), "Methods to run.")
-flags.DEFINE_string("variants", "{}", "Tuning variants, JSON (see above).")
+flags.DEFINE_string(
+    "variants", "{}", "Tuning variants, JSON (see above), or 'tuning' for all."
+)
 flags.DEFINE_string(
     "epochs_by_size", "100:20,500:10", "Epochs per N, as N:epochs pairs."
 )
@@ -165,14 +208,20 @@ def build(method, variants):
 
 
 def applicable(method, student):
-    """AT compares spatial attention maps: an MLP student has none."""
-    return not (method == "at" and not pairing.find_stages(student))
+    """AT compares spatial attention maps: an MLP student has none.
+
+    The `mlp ...` tuning variants name an MLP's layers.
+    """
+    maps = bool(pairing.find_stages(student))
+    return not ((method == "at" and not maps) or (method.startswith("mlp ") and maps))
 
 
 def main(argv):
     del argv
     logging.set_verbosity(logging.INFO)
-    variants = json.loads(FLAGS.variants)
+    variants = (
+        TUNING_VARIANTS if FLAGS.variants == "tuning" else json.loads(FLAGS.variants)
+    )
     pairs = SPLITS[FLAGS.split]
     labels = FLAGS.pairs or list(pairs)
     pairs = {**TUNING, **HELD_OUT}

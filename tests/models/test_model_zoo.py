@@ -376,3 +376,15 @@ def test_docstring_examples_run(module):
     result = doctest.testmod(sys.modules[module], optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_mobilenet_batchnorm_statistics_move_fast_enough_for_short_runs():
+    """keras.applications' momentum 0.999 left inference at chance in the suite."""
+    model = get_model("mobilenetv2")
+    backbone = model.layers[-1]
+    bns = [
+        layer
+        for layer in backbone.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    assert len(bns) > 40 and {bn.momentum for bn in bns} == {0.9}
