@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_vid import distribute, validation
+from keras_vid import distribute, pairing, validation
 from keras_vid.taps import OUTPUT, TapExtractor, check_graph_model, find_layer
 from keras_vid.teacher_cache import split_cached
 from keras_vid.transfer.base import TransferTerm, check_weight, with_regressor
@@ -561,9 +561,6 @@ def _as_pairs(pairs):
 
 
 def _auto_pairs(teacher, student, rule):
-    # Imported here: pairing reads the graphs, which only "auto" needs.
-    from keras_vid import pairing
-
     if rule == "auto":
         rule = pairing.RULES[0]
     if rule not in pairing.RULES:
@@ -576,13 +573,10 @@ def _auto_pairs(teacher, student, rule):
 
 
 def _auto_weight(student):
-    # Imported here, as in _auto_pairs.
-    from keras_vid.pairing import find_stages
-
     # An MLP student (no feature maps) trained at the same learning rate
     # became unstable under any extra weight in the suite's tuning (KD x2 fell
     # to 59%, VID lambda 30 diverged), while lambda 1 beat KD there.
-    return VID_WEIGHT if find_stages(student) else VECTOR_STUDENT_WEIGHT
+    return VID_WEIGHT if pairing.find_stages(student) else VECTOR_STUDENT_WEIGHT
 
 
 def _check_kd_outputs(teacher, student):
@@ -746,13 +740,10 @@ class VIDDistiller(Distiller):
             name=name,
             **kwargs,
         )
-        # Imported here, as in _auto_pairs: only construction needs it.
-        from keras_vid.pairing import format_pairs
-
         t_shapes = self._extractors.teacher.tap_shapes
         s_shapes = self._extractors.student.tap_shapes
         logger.info(
-            format_pairs(
+            pairing.format_pairs(
                 [
                     (p.teacher, t_shapes[ti][1:], p.student, s_shapes[si][1:])
                     for p, ti, si in zip(pairs, self._t_index, self._s_index)
