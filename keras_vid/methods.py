@@ -9,6 +9,8 @@ flag value. Which layers each method uses:
 |-----------|------------------------------------------|------------------------------|
 | `student` | nothing: the student alone, same loop    | -                            |
 | `kd`      | `KDTerm` (Hinton et al. 2015)            | the logits (model outputs)   |
+| `dkd`     | `DKDTerm` (Zhao et al. 2022), labels     | the logits (model outputs)   |
+| `dist`    | `DISTTerm` (Huang et al. 2022)           | the logits (model outputs)   |
 | `fitnet`  | `FitNetTerm` (Romero et al. 2015)        | the middle tap pair          |
 | `at`      | an `ATTerm` per pair (Zagoruyko 2017)    | every tap pair               |
 | `nst`     | an `NSTTerm` per pair (Huang 2017)       | every tap pair               |
@@ -19,7 +21,10 @@ Any method with `vid_i` or `vid_lp` builds a `keras_vid.VIDDistiller` (the
 other methods' terms go in its `terms=`, and it gets no KD term of its own:
 KD is there only when the method names `kd`); the rest build a
 `keras_vid.Distiller`. The task loss is whatever the caller passes to
-`compile(loss=...)`.
+`compile(loss=...)`. `dkd` needs the labels (`DKDTerm.needs_labels`): the
+training data must have them, as class ids or one-hot rows. Logit
+standardisation (Sun et al. 2024) is an option of `kd` and `dkd`
+(`kd_standardize`, `dkd_standardize`), not a method of its own.
 
 Every default lives in `DEFAULTS`, with its source. Each key there is also the
 keyword that overrides it in `build_distiller`; keys are validated, so a
@@ -31,15 +36,23 @@ import difflib
 from keras_vid.distiller import Distiller, LayerPair, VIDDistiller
 from keras_vid.taps import OUTPUT
 from keras_vid.transfer.at import ATTerm
+from keras_vid.transfer.dist import DISTTerm
+from keras_vid.transfer.dkd import DKDTerm
 from keras_vid.transfer.fitnet import FitNetTerm
 from keras_vid.transfer.kd import KDTerm
 from keras_vid.transfer.nst import NSTTerm
 
-METHODS = ("student", "kd", "fitnet", "at", "nst", "vid_i", "vid_lp")
+METHODS = ("student", "kd", "dkd", "dist", "fitnet", "at", "nst", "vid_i", "vid_lp")
 """The single method names; `build_distiller` also takes `+`-combinations."""
 
 _RD = "RepDistiller (HobbitLong/RepDistiller)"
 _RD_SCRIPT = f"{_RD} scripts/run_cifar_distill.sh"
+_MD = "mdistiller (megvii-research/mdistiller)"
+_LS = (
+    "Logit standardisation (Sun et al. CVPR 2024; "
+    "sunshangquan/logit-standardization-KD)"
+)
+_DIST = "DIST (Huang et al. NeurIPS 2022; hunto/image_classification_sota)"
 
 DEFAULTS = {
     "kd_weight": (
@@ -49,6 +62,54 @@ DEFAULTS = {
         "for that ratio.)",
     ),
     "kd_temperature": (4.0, f"{_RD} train_student.py, `--kd_T` default 4."),
+    "kd_standardize": (
+        False,
+        f"{_LS}: off unless `--logit-stand` (tools/train.py); z-scores each "
+        "example's logits (mdistiller/distillers/KD.py, `normalize`). With it "
+        "the authors use `--base-temp 2 --kd-weight 9` next to cross-entropy 1: "
+        "pass kd_temperature=2.0, kd_weight=9.0 for their recipe.",
+    ),
+    "dkd_weight": (
+        1.0,
+        f"{_MD} mdistiller/distillers/DKD.py adds the DKD loss unscaled next to "
+        "cross-entropy `CFG.DKD.CE_WEIGHT` 1.0 (alpha and beta weight its parts).",
+    ),
+    "dkd_alpha": (1.0, f"{_MD} mdistiller/engine/cfg.py, `CFG.DKD.ALPHA = 1.0`."),
+    "dkd_beta": (
+        8.0,
+        f"{_MD} mdistiller/engine/cfg.py, `CFG.DKD.BETA = 8.0` (its CIFAR-100 "
+        "default, e.g. configs/cifar100/dkd/res32x4_res8x4.yaml; "
+        "wrn40_2_wrn_16_2.yaml lowers it to 6.0).",
+    ),
+    "dkd_temperature": (4.0, f"{_MD} mdistiller/engine/cfg.py, `CFG.DKD.T = 4.0`."),
+    "dkd_warmup_steps": (
+        27,
+        f"{_MD}: `min(epoch / CFG.DKD.WARMUP, 1)` with WARMUP 20 of 240 epochs, "
+        "i.e. the first 1/12 of training. 27 is 1/12 of the generalisation "
+        "suite's N=100 run (1,000 images, batch 64: 16 steps x 20 epochs = 320 "
+        "steps); for another run pass round(epochs * steps_per_epoch / 12) "
+        "(the suite's N=500 run: 79 x 10 / 12 = 66).",
+    ),
+    "dkd_standardize": (
+        False,
+        f"{_LS}: off unless `--logit-stand`; mdistiller/distillers/DKD.py. With "
+        "it tools/train.py multiplies alpha and beta by `--kd-weight` 9 and sets "
+        "T to `--base-temp` 2: pass dkd_alpha=9.0, dkd_beta=72.0, "
+        "dkd_temperature=2.0 for their recipe.",
+    ),
+    "dist_weight": (
+        2.0,
+        "torchdistill (yoshitomo-matsubara/torchdistill) configs/sample/"
+        "ilsvrc2012/dist/resnet18_from_resnet34.yaml: DISTLoss weight 2.0 next "
+        "to cross-entropy 1.0.",
+    ),
+    "dist_beta": (
+        1.0,
+        f"{_DIST} lib/models/losses/kd_loss.py, `DIST(beta=1, gamma=1, tau=1)`; "
+        "torchdistill's DISTLoss default.",
+    ),
+    "dist_gamma": (1.0, f"{_DIST} lib/models/losses/kd_loss.py, `gamma=1`."),
+    "dist_temperature": (1.0, f"{_DIST} lib/models/losses/kd_loss.py, `tau=1`."),
     "fitnet_weight": (
         100.0,
         f"{_RD_SCRIPT} line 7, FitNet `-b 100` with a mean-reduced MSE "
@@ -121,16 +182,41 @@ DEFAULTS = {
         "reproduce. `keras_vid.VIDDistiller(teacher, student)` standardises the "
         "teacher taps by default (the generalisation suite): True here does too.",
     ),
+    "vid_regressor_batch_norm": (
+        False,
+        "The paper's regressor (RepDistiller distiller_zoo/VID.py: three 1x1 "
+        "convs, no BatchNorm), as the defaults study used, so the demo and "
+        "paper_table numbers reproduce. `keras_vid.VIDDistiller(teacher, "
+        "student)` adds BatchNorm to its map regressors by default, which keeps "
+        "a ResNet student finite unclipped (docs/results.md).",
+    ),
 }
 """`{override key: (default, source)}` for every method's hyperparameters.
 
 A key `<method>_<name>` belongs to `<method>`; the `vid_` keys that name no
-variant (`vid_init_variance`, `vid_eps`, `vid_reduction`, `vid_standardize`)
-belong to both `vid_i` and `vid_lp`.
+variant (`vid_init_variance`, `vid_eps`, `vid_reduction`, `vid_standardize`,
+`vid_regressor_batch_norm`) belong to both `vid_i` and `vid_lp`.
 """
 
+# The logit terms: each keyword `k` of the class comes from DEFAULTS'
+# `<method>_<k>`.
+_LOGIT_TERMS = {
+    "kd": (KDTerm, ("weight", "temperature", "standardize")),
+    "dkd": (
+        DKDTerm,
+        ("weight", "alpha", "beta", "temperature", "warmup_steps", "standardize"),
+    ),
+    "dist": (DISTTerm, ("weight", "beta", "gamma", "temperature")),
+}
+
 _VID = ("vid_i", "vid_lp")
-_VID_SHARED = ("vid_init_variance", "vid_eps", "vid_reduction", "vid_standardize")
+_VID_SHARED = (
+    "vid_init_variance",
+    "vid_eps",
+    "vid_reduction",
+    "vid_standardize",
+    "vid_regressor_batch_norm",
+)
 
 
 def _owners(key):
@@ -151,7 +237,7 @@ def available_methods():
     Example:
 
     >>> available_methods()
-    ('student', 'kd', 'fitnet', 'at', 'nst', 'vid_i', 'vid_lp')
+    ('student', 'kd', 'dkd', 'dist', 'fitnet', 'at', 'nst', 'vid_i', 'vid_lp')
     """
     return METHODS
 
@@ -167,8 +253,9 @@ def default_hparams(method):
 
     Example:
 
-    >>> default_hparams("at+kd")
-    {'kd_weight': 1.0, 'kd_temperature': 4.0, 'at_weight': 1000.0, 'at_p': 2.0}
+    >>> default_hparams("at+kd")  # doctest: +NORMALIZE_WHITESPACE
+    {'kd_weight': 1.0, 'kd_temperature': 4.0, 'kd_standardize': False,
+     'at_weight': 1000.0, 'at_p': 2.0}
     """
     parts = parse_method(method)
     return {
@@ -318,7 +405,8 @@ def build_distiller(
 
     Args:
         method: a name from `available_methods()` or a `+`-combination such
-            as `"vid_i+kd"` or `"at+kd"`.
+            as `"vid_i+kd"`, `"at+kd"` or `"vid_i+dkd"`. A method with `dkd`
+            needs labels in the training data.
         teacher: the trained teacher, a functional or Sequential model.
         student: the student, with the same inputs.
         teacher_taps: the teacher's intermediate layers to pair, in order
@@ -329,8 +417,8 @@ def build_distiller(
             by `vid_lp` with `vid_lp_target="features"`.
         student_features: the student's penultimate layer; needed by `vid_lp`.
         **overrides: any key of `DEFAULTS` (for example `kd_temperature=2.0`,
-            `at_weight=500.0`, `fitnet_pair=("t_stage1", "s_stage1")`) that
-            configures one of the chosen methods.
+            `at_weight=500.0`, `fitnet_pair=("t_stage1", "s_stage1")`,
+            `dkd_warmup_steps=66`) that configures one of the chosen methods.
 
     Returns:
         A `keras_vid.VIDDistiller` when the method includes `vid_i` or
@@ -368,10 +456,9 @@ def build_distiller(
     terms = []
     vid_pairs = []
     for part in parts:
-        if part == "kd":
-            terms.append(
-                KDTerm(weight=hp["kd_weight"], temperature=hp["kd_temperature"])
-            )
+        if part in _LOGIT_TERMS:
+            cls, names = _LOGIT_TERMS[part]
+            terms.append(cls(**{n: hp[f"{part}_{n}"] for n in names}))
         elif part == "fitnet":
             hint = hp["fitnet_pair"] or pairs[len(pairs) // 2]
             if not isinstance(hint, (tuple, list)) or len(hint) != 2:
@@ -403,6 +490,7 @@ def build_distiller(
             eps=hp["vid_eps"],
             reduction=hp["vid_reduction"],
             standardize=hp["vid_standardize"],
+            regressor_batch_norm=hp["vid_regressor_batch_norm"],
             # KD is an explicit part of the method ("vid_i+kd"), in `terms`.
             kd_weight=None,
             terms=terms,

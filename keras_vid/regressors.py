@@ -133,8 +133,10 @@ class ConvRegressor(keras.layers.Layer):
         channels: the teacher tap's channels (the output channels).
         output_size: the teacher tap's `(height, width)`.
         hidden_channels: width of the hidden 1x1 convs. Defaults to `channels`.
-        batch_norm: add BatchNorm after the hidden convs, as one TF1
-            re-implementation does. Defaults to `False` (the paper's form).
+        batch_norm: add BatchNorm after the hidden convs (as one TF1
+            re-implementation does), which makes the output independent of
+            the student map's scale. `keras_vid.VIDDistiller` turns it on.
+            Defaults to `False` (the paper's form).
 
     Example:
 
@@ -161,8 +163,14 @@ class ConvRegressor(keras.layers.Layer):
         ]
         self.norms = (
             [
+                # Synchronised, so that tf.distribute replicas normalise with
+                # the global batch's statistics, as one device would (Keras
+                # allows it on TensorFlow only; JAX shards see the global
+                # batch anyway).
                 keras.layers.BatchNormalization(
-                    name=f"bn{i + 1}", dtype=self.dtype_policy
+                    synchronized=keras.backend.backend() == "tensorflow",
+                    name=f"bn{i + 1}",
+                    dtype=self.dtype_policy,
                 )
                 for i in range(2)
             ]
@@ -305,13 +313,16 @@ def _describe(shape):
     return f"{tuple(shape)}"
 
 
-def default_regressor(student_shape, teacher_shape, name=None):
+def default_regressor(student_shape, teacher_shape, name=None, batch_norm=False):
     """Chooses the mean network that maps `student_shape` to `teacher_shape`.
 
     Args:
         student_shape: the student tap's shape, batch first.
         teacher_shape: the teacher tap's shape, batch first.
         name: the layer's name.
+        batch_norm: for a map-to-map pair, BatchNorm after the hidden convs of
+            the `ConvRegressor`, which makes the mean independent of the
+            student map's scale. The other regressors are linear and ignore it.
 
     Returns:
         An unbuilt `ConvRegressor`, `DenseRegressor` or `VectorToMapRegressor`.
@@ -354,4 +365,6 @@ def default_regressor(student_shape, teacher_shape, name=None):
             f"The student tap {_describe(s)} has an unknown spatial size, so it "
             f"cannot be resized to the teacher's {_describe(t)}. {fix}"
         )
-    return ConvRegressor(channels=t[3], output_size=t[1:3], name=name)
+    return ConvRegressor(
+        channels=t[3], output_size=t[1:3], batch_norm=batch_norm, name=name
+    )

@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_vid.teacher_cache import split_cached
+from keras_vid.transfer.base import check_class_labels
 
 
 def _first_element(data):
@@ -42,7 +43,9 @@ def check_fit_data(distiller, x=None, y=None):
 
     Checks: the data is not empty; the images' shape matches the teacher's
     (and so the student's) input; integer class labels lie in
-    `[0, number of student outputs)`.
+    `[0, number of student outputs)`; and, when a term needs the labels
+    (`TransferTerm.needs_labels`), that there are labels and that they are
+    class ids or one-hot rows.
 
     Args:
         distiller: a `keras_vid.Distiller`.
@@ -82,6 +85,7 @@ def check_fit_data(distiller, x=None, y=None):
             "images (for example with the dataset the teacher was trained on), or "
             "use a teacher built for this input shape."
         )
+    _check_term_labels(distiller, y)
     if y is None or isinstance(y, (dict, list, tuple)):
         return
     y = np.asarray(y)
@@ -95,3 +99,19 @@ def check_fit_data(distiller, x=None, y=None):
                 f"{classes} outputs. Received labels from {low} to {high}. Check the "
                 "label encoding, or the student's number of classes."
             )
+
+
+def _check_term_labels(distiller, y):
+    terms = [t for t in distiller.terms if t.needs_labels]
+    if not terms:
+        return
+    what = ", ".join(f"{t.log_name} ({type(t).__name__})" for t in terms)
+    if y is None or isinstance(y, (dict, list, tuple)):
+        raise ValueError(
+            f"The term(s) {what} need the class labels, as one array of class "
+            f"ids or one-hot rows, but the training data has "
+            f"{'none' if y is None else 'a ' + type(y).__name__ + ' of them'}. "
+            "Pass `y` to fit, or a dataset of (x, y) batches."
+        )
+    classes = distiller.student.outputs[0].shape[-1]
+    check_class_labels(y, classes, what)

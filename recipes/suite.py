@@ -23,6 +23,16 @@ Methods (`--methods`):
 - `vid`: `VIDDistiller(teacher, student)`, nothing else: the defaults.
 - `vid_nokd`: the same with `kd_weight=None` (the paper's VID-I alone).
 
+The later logit baselines (`LOGIT_METHODS`, by name only), each with its
+authors' defaults (`keras_vid.methods.DEFAULTS`):
+
+- `dkd`: decoupled KD (alpha 1, beta 8, T 4), warmed up over the first 1/12
+  of the run's steps, as mdistiller's 20 of 240 epochs.
+- `dist`: DIST (weight 2, beta 1, gamma 1, tau 1).
+- `kd_ls`: KD on standardised logits with its authors' recipe (T 2,
+  weight 9).
+- `vid_dist`: `VIDDistiller(teacher, student)` with DIST in place of KD.
+
 `--variants` adds tuning variants: a JSON object `{label: VIDDistiller
 keyword arguments}`, or `tuning` for `TUNING_VARIANTS`; `"pairs"` may be a
 rule of `keras_vid.pairing.RULES`, `"split_weight": true` divides
@@ -44,6 +54,8 @@ from keras_vid.callbacks import NonFiniteLossError
 from keras_vid.distiller import Distiller, VIDDistiller
 from keras_vid.methods import DEFAULTS
 from keras_vid.transfer.at import ATTerm
+from keras_vid.transfer.dist import DISTTerm
+from keras_vid.transfer.dkd import DKDTerm
 from keras_vid.transfer.fitnet import FitNetTerm
 from keras_vid.transfer.kd import KDTerm
 
@@ -68,6 +80,9 @@ HELD_OUT = {
 }
 SPLITS = {"tuning": TUNING, "held_out": HELD_OUT, "all": {**TUNING, **HELD_OUT}}
 METHODS = ("student", "kd", "keras_kd", "fitnet", "at", "vid", "vid_nokd")
+# The logit baselines of issue 18, with their authors' defaults
+# (`keras_vid.methods.DEFAULTS`); `--methods=...,dkd,dist,kd_ls` adds them.
+LOGIT_METHODS = ("dkd", "dist", "kd_ls", "vid_dist")
 
 # The variants tried on the tuning pairs (seed 0, N=100) before the defaults
 # were fixed; `--variants=tuning` runs them all. "std": standardised taps;
@@ -147,6 +162,16 @@ def _stage_pairs(teacher, student):
     return pairing.suggest_pairs(teacher, student, rule="all") or []
 
 
+def _dist():
+    """DIST with its authors' defaults (`keras_vid.methods.DEFAULTS`)."""
+    return DISTTerm(
+        weight=_default("dist_weight"),
+        beta=_default("dist_beta"),
+        gamma=_default("dist_gamma"),
+        temperature=_default("dist_temperature"),
+    )
+
+
 def build(method, variants):
     """Returns `builder(cfg, teacher, student)` for `experiment.distill`."""
 
@@ -181,8 +206,30 @@ def build(method, variants):
                 for t, s in _stage_pairs(teacher, student)
             ]
             return Distiller(teacher, student, terms=terms)
+        if method == "kd_ls":
+            # Logit standardisation with its authors' KD recipe (base
+            # temperature 2, KD weight 9 next to cross-entropy 1).
+            kd = KDTerm(weight=9.0, temperature=2.0, standardize=True)
+            return Distiller(teacher, student, terms=[kd])
+        if method == "dkd":
+            # mdistiller warms DKD up over the first 1/12 of training.
+            steps = -(-10 * cfg.samples_per_class // cfg.batch_size) * cfg.epochs
+            dkd = DKDTerm(
+                weight=_default("dkd_weight"),
+                alpha=_default("dkd_alpha"),
+                beta=_default("dkd_beta"),
+                temperature=_default("dkd_temperature"),
+                warmup_steps=max(1, round(steps / 12)),
+            )
+            return Distiller(teacher, student, terms=[dkd])
+        if method == "dist":
+            return Distiller(teacher, student, terms=[_dist()])
         if method == "vid":
             return VIDDistiller(teacher, student)
+        if method == "vid_dist":
+            # VID's defaults with DIST, the strongest logit baseline on the
+            # held-out pairs, in place of KD (issue 18's combination).
+            return VIDDistiller(teacher, student, kd_weight=None, terms=[_dist()])
         if method == "vid_nokd":
             return VIDDistiller(teacher, student, kd_weight=None)
         kwargs = dict(variants[method])

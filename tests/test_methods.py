@@ -15,7 +15,16 @@ from keras_vid.methods import (
     overrides_for,
     parse_method,
 )
-from keras_vid.transfer import ATTerm, FitNetTerm, KDTerm, NSTTerm, VIDTerm
+from keras_vid.regressors import ConvRegressor
+from keras_vid.transfer import (
+    ATTerm,
+    DISTTerm,
+    DKDTerm,
+    FitNetTerm,
+    KDTerm,
+    NSTTerm,
+    VIDTerm,
+)
 
 T_TAPS = ["t_stage1", "t_stage2"]
 S_TAPS = ["s_stage1", "s_stage2"]
@@ -49,6 +58,8 @@ def build(method, teacher, **overrides):
 EXPECTED = {
     "student": (Distiller, []),
     "kd": (Distiller, [KDTerm]),
+    "dkd": (Distiller, [DKDTerm]),
+    "dist": (Distiller, [DISTTerm]),
     "fitnet": (Distiller, [FitNetTerm]),
     "at": (Distiller, [ATTerm, ATTerm]),
     "nst": (Distiller, [NSTTerm, NSTTerm]),
@@ -56,6 +67,8 @@ EXPECTED = {
     "vid_lp": (VIDDistiller, [VIDTerm]),
     "vid_i+kd": (VIDDistiller, [VIDTerm, VIDTerm, KDTerm]),
     "at+kd": (Distiller, [ATTerm, ATTerm, KDTerm]),
+    "kd+dist": (Distiller, [KDTerm, DISTTerm]),
+    "vid_i+dkd": (VIDDistiller, [VIDTerm, VIDTerm, DKDTerm]),
     "vid_i+vid_lp": (VIDDistiller, [VIDTerm, VIDTerm, VIDTerm]),
 }
 
@@ -74,6 +87,10 @@ def test_every_name_builds_with_its_defaults(method, teacher):
             assert term.init_variance == defaults["vid_init_variance"] == 1.0
             # The registry keeps the defaults study's raw targets.
             assert term.standardize is defaults["vid_standardize"] is False
+            assert term.regressor_batch_norm is False
+            assert defaults["vid_regressor_batch_norm"] is False
+            if isinstance(term.regressor, ConvRegressor):
+                assert not term.regressor.norms  # the paper's regressor
         else:
             assert term.weight == defaults[f"{term.group}_weight"]
 
@@ -113,10 +130,10 @@ def test_method_trains_term_decreases_teacher_unchanged(method, teacher, xy):
         assert np.array_equal(w0, np.array(w1))
 
 
-@pytest.mark.parametrize("method", ["vid_i+kd", "fitnet+at+nst"])
+@pytest.mark.parametrize("method", ["vid_i+kd", "fitnet+at+nst", "vid_i+dkd"])
 def test_save_load_round_trip(method, teacher, xy, tmp_path):
     x, y = xy
-    overrides = {"kd_temperature": 3.0} if "kd" in method else {}
+    overrides = {"kd_temperature": 3.0} if "kd" in method.split("+") else {}
     d = build(method, teacher, **overrides)
     d.compile(keras.optimizers.SGD(0.01), loss=ce_loss())
     d.fit(x, y, batch_size=16, epochs=1, verbose=0)
@@ -160,8 +177,13 @@ def test_bad_overrides(overrides, match, teacher):
 
 def test_vid_standardize_is_passed_through_and_kd_only_when_named(teacher):
     # build_distiller's VIDDistiller gets no KD term of its own: KD is "kd".
-    d = build("vid_i+vid_lp", teacher, vid_standardize=True)
+    d = build(
+        "vid_i+vid_lp", teacher, vid_standardize=True, vid_regressor_batch_norm=True
+    )
     assert [t.standardize for t in d.vid_terms] == [True] * 3
+    assert d.regressor_batch_norm is True
+    convs = [t.regressor for t in d.vid_terms if isinstance(t.regressor, ConvRegressor)]
+    assert convs and all(len(r.norms) == 2 for r in convs)
     assert d.standardize is True and d.kd_weight is None
     assert not any(isinstance(t, KDTerm) for t in d.terms)
     assert overrides_for("vid_lp", {"vid_standardize": False}) == {

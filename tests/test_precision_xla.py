@@ -14,7 +14,12 @@ def train(data, policy="float32", defaults=False, **compile_kwargs):
     x, y = data
     # VID alone on raw taps with the old default lambda 20: the configuration
     # these comparisons were written for. `defaults`: the default VIDDistiller.
-    pinned = {"vid_weight": 20.0, "kd_weight": None, "standardize": False}
+    pinned = {
+        "vid_weight": 20.0,
+        "kd_weight": None,
+        "standardize": False,
+        "regressor_batch_norm": False,
+    }
     kwargs = {} if defaults else pinned
     keras.config.set_dtype_policy(policy)
     try:
@@ -73,4 +78,8 @@ def test_bfloat16_with_the_defaults_is_close(reference):
     assert d.vid_terms[0].teacher_scale.dtype == "float32"
     for key in ("loss", "task_loss", "vid/s_stage1", "vid/s_stage2", "kd/output"):
         assert np.isfinite(hist[key]).all()
-        np.testing.assert_allclose(hist[key], ref[key], rtol=0.03)
+        # KD here is ~0.09, a divergence between nearly equal distributions:
+        # bfloat16's rounding of the logits moves it by ~0.006 (measured), so
+        # it gets an absolute tolerance on top.
+        atol = 0.01 if key == "kd/output" else 0.0
+        np.testing.assert_allclose(hist[key], ref[key], rtol=0.03, atol=atol)

@@ -87,6 +87,28 @@ def test_dense_regressor_is_linear():
 
 @pytest.mark.parametrize(
     "student, teacher",
+    [((None, 6, 6, 4), (None, 3, 3, 8)), ((None, 3, 3, 4), (None, 6, 6, 8))],
+)
+def test_batch_norm_conv_regressor_ignores_the_student_scale(student, teacher):
+    # The ResNet-student blow-up came from a residual tap that grew without
+    # bound; with BatchNorm the mean must not follow the tap's scale.
+    reg = default_regressor(student, teacher, batch_norm=True)
+    x = np.random.default_rng(1).normal(size=(16, *student[1:])).astype("float32")
+    # Scales well above BatchNorm's epsilon (1e-3), which the ratio ignores.
+    small = np.asarray(reg(10.0 * x, training=True))
+    large = np.asarray(reg(10000.0 * x, training=True))
+    np.testing.assert_allclose(large, small, rtol=1e-3, atol=1e-3)
+    plain = default_regressor(student, teacher, name="plain")
+    plain.build((None, *student[1:]))
+    ratio = (
+        np.abs(np.asarray(plain(1000.0 * x))).mean()
+        / np.abs(np.asarray(plain(x))).mean()
+    )
+    np.testing.assert_allclose(ratio, 1000.0, rtol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "student, teacher",
     [
         ((None, 4, 4), (None, 4, 4, 8)),  # rank 3
         ((None, 8, 8, 4), (None, 2, 2, 2, 2)),  # rank 5
@@ -103,6 +125,7 @@ def test_unbridgeable_shapes_raise(student, teacher):
     [
         ConvRegressor(8, (3, 2)),
         DenseRegressor(4),
+        ConvRegressor(8, (3, 2), batch_norm=True),
         VectorToMapRegressor((2, 2, 3)),
         AdaptiveAveragePooling2D((2, 3)),
     ],

@@ -38,6 +38,32 @@ def test_split_is_fixed_and_disjoint():
     assert "cnn-nobn" in [t for t, _ in pairs.values()]  # no BatchNorm
 
 
+def test_logit_baselines_build_with_their_authors_settings():
+    import suite
+    from conftest import conv_net
+
+    from keras_vid import VIDDistiller
+    from keras_vid.transfer import DISTTerm, DKDTerm, KDTerm
+
+    teacher, student = conv_net(8, "t_", seed=1), conv_net(4, "s_", seed=2)
+    # N=100 x 10 classes, batch 64: 16 steps x 20 epochs; 1/12 of 320 is 27.
+    cfg = experiment.DistillConfig(
+        dataset="fashion_mnist", samples_per_class=100, epochs=20, batch_size=64
+    )
+    built = {m: suite.build(m, {})(cfg, teacher, student) for m in suite.LOGIT_METHODS}
+    (dkd,) = built["dkd"].terms
+    assert isinstance(dkd, DKDTerm) and dkd.warmup_steps == 27
+    assert (dkd.alpha, dkd.beta, dkd.temperature) == (1.0, 8.0, 4.0)
+    (kd,) = built["kd_ls"].terms
+    assert isinstance(kd, KDTerm) and kd.standardize
+    assert (kd.weight, kd.temperature) == (9.0, 2.0)
+    (dist,) = built["dist"].terms
+    assert isinstance(dist, DISTTerm) and dist.weight == 2.0
+    combined = built["vid_dist"]
+    assert isinstance(combined, VIDDistiller) and combined.kd_weight is None
+    assert [type(t) for t in combined.terms[len(combined.pairs) :]] == [DISTTerm]
+
+
 def test_targets_table_against_hand_computed_leads():
     results = [
         _run("a>b", "student", 0, 0.80),

@@ -50,8 +50,13 @@ def test_cached_training_equals_uncached(data):
     for a, b in zip(plain.student.get_weights(), cached.student.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(h1["loss"], h2["loss"], rtol=1e-5)
+    # The same weights on the same images, batched differently: equal up to
+    # float32 rounding (a few elements differ in the last bit).
     np.testing.assert_allclose(
-        cached.predict(ds, verbose=0), cached.student.predict(data[0], verbose=0)
+        cached.predict(ds, verbose=0),
+        cached.student.predict(data[0], verbose=0),
+        rtol=1e-6,
+        atol=1e-7,
     )
 
 

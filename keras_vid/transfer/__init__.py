@@ -2,6 +2,8 @@
 
 from keras_vid.transfer.at import ATTerm
 from keras_vid.transfer.base import TransferTerm
+from keras_vid.transfer.dist import DISTTerm
+from keras_vid.transfer.dkd import DKDTerm
 from keras_vid.transfer.fitnet import FitNetTerm, fitnet_hint_pretraining
 from keras_vid.transfer.kd import KDTerm
 from keras_vid.transfer.nst import NSTTerm
@@ -9,6 +11,8 @@ from keras_vid.transfer.vid import VIDTerm
 
 __all__ = [
     "ATTerm",
+    "DISTTerm",
+    "DKDTerm",
     "FitNetTerm",
     "KDTerm",
     "NSTTerm",

@@ -10,6 +10,8 @@ same guarantees. A new method is one new file with one `TransferTerm` subclass.
 import math
 
 import keras
+import numpy as np
+from keras import ops
 
 from keras_vid.taps import OUTPUT
 
@@ -45,6 +47,13 @@ class TransferTerm(keras.layers.Layer):
     trainable parts in `build(teacher_shape, student_shape)` and return a
     float32 loss of shape `(batch,)` from `call(teacher, student)`.
 
+    A term that needs the class labels (DKD's target class) sets
+    `needs_labels = True`; the distiller then calls it as
+    `term(teacher, student, training=..., labels=y)` with the batch's `y`,
+    and refuses data without labels. Labels are integer class ids of shape
+    `(batch,)` or `(batch, 1)`, or one-hot rows of shape `(batch, classes)`;
+    `class_ids` turns either into ids.
+
     Args:
         teacher_layer: teacher layer name or nested path; `None` for the
             teacher's output (its logits).
@@ -65,6 +74,7 @@ class TransferTerm(keras.layers.Layer):
     """
 
     group = "transfer"
+    needs_labels = False
 
     def __init__(
         self, teacher_layer=OUTPUT, student_layer=OUTPUT, weight=1.0, **kwargs
@@ -94,6 +104,96 @@ class TransferTerm(keras.layers.Layer):
             "student_layer": self.student_layer,
             "weight": self.weight,
         }
+
+
+def _labels_error(what, shape, num_classes, detail=""):
+    return ValueError(
+        f"{what} needs class labels as integer class ids of shape (batch,) or "
+        f"(batch, 1), or one-hot rows of shape (batch, {num_classes}).{detail} "
+        f"Received: labels of shape {shape}."
+    )
+
+
+def class_ids(labels, num_classes, what="This term"):
+    """Returns integer class ids `(batch,)` from ids or one-hot labels.
+
+    Which form `labels` is in is read from its static shape: `(batch,)` or
+    `(batch, 1)` are ids, `(batch, num_classes)` one-hot rows (their argmax).
+    Values are checked before training by `check_class_labels`, since a
+    check inside a compiled step would be dropped under XLA.
+
+    Args:
+        labels: integer (or integral float) ids, or one-hot rows.
+        num_classes: the number of classes (the logits' last axis).
+        what: the caller's name, used in the message.
+
+    Returns:
+        An int32 tensor of shape `(batch,)`.
+
+    Raises:
+        ValueError: for any other shape.
+
+    Example:
+
+    >>> import numpy as np
+    >>> [int(i) for i in class_ids(np.eye(3)[[2, 0]], 3)]
+    [2, 0]
+    """
+    labels = ops.convert_to_tensor(labels)
+    shape = tuple(labels.shape)
+    if len(shape) == 2 and shape[-1] == 1:
+        labels = ops.squeeze(labels, axis=-1)
+    elif len(shape) == 2 and shape[-1] == num_classes and num_classes != 1:
+        return ops.cast(ops.argmax(labels, axis=-1), "int32")
+    elif len(shape) != 1:
+        raise _labels_error(what, shape, num_classes)
+    return ops.cast(labels, "int32")
+
+
+def check_class_labels(labels, num_classes, what="This term"):
+    """Raises unless `labels` (a NumPy batch) are class ids or one-hot rows.
+
+    Soft labels (label smoothing, mixup) and fractional ids are refused: a
+    term that needs the labels picks each example's target class from them.
+    Called on the first batch before `fit` (`keras_vid.validation`).
+
+    Args:
+        labels: a batch of labels, as an array.
+        num_classes: the number of classes.
+        what: the caller's name, used in the message.
+
+    Raises:
+        ValueError: naming what is wrong.
+
+    Example:
+
+    >>> check_class_labels([0, 2, 1], num_classes=3)
+    """
+    y = np.asarray(labels)
+    if y.ndim == 2 and y.shape[-1] == 1:
+        y = y[:, 0]
+    if y.ndim == 2 and y.shape[-1] == num_classes and num_classes != 1:
+        one_hot = np.all((y == 0) | (y == 1)) and np.all(y.sum(axis=-1) == 1)
+        if not one_hot:
+            raise _labels_error(
+                what,
+                np.shape(labels),
+                num_classes,
+                " These rows are not one-hot (soft labels from label smoothing "
+                "or mixup?); pass the hard labels.",
+            )
+        return
+    if y.ndim != 1:
+        raise _labels_error(what, np.shape(labels), num_classes)
+    if y.dtype.kind not in "iub" and not (
+        y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y))
+    ):
+        raise _labels_error(
+            what,
+            np.shape(labels),
+            num_classes,
+            f" These are not whole numbers (dtype {y.dtype}).",
+        )
 
 
 class RegressorTerm(TransferTerm):

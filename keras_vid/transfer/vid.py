@@ -129,6 +129,9 @@ class VIDTerm(RegressorTerm):
             `init_variance`, `eps` and lambda relative to the teacher's own
             spread. Defaults to `False` here; `keras_vid.VIDDistiller`
             turns it on.
+        regressor_batch_norm: BatchNorm after the default map regressor's
+            hidden convs, which makes its mean independent of the student
+            tap's scale. Defaults to `False` here (the paper's regressor).
 
     Example:
 
@@ -141,7 +144,6 @@ class VIDTerm(RegressorTerm):
     """
 
     group = "vid"
-    default_regressor = staticmethod(default_regressor)
 
     def __init__(
         self,
@@ -153,17 +155,24 @@ class VIDTerm(RegressorTerm):
         reduction="mean",
         regressor=None,
         standardize=False,
+        regressor_batch_norm=False,
         **kwargs,
     ):
         super().__init__(teacher_layer, student_layer, weight, regressor, **kwargs)
         self.init_variance, self.eps = check_variance(init_variance, eps)
         self.standardize = bool(standardize)
+        self.regressor_batch_norm = bool(regressor_batch_norm)
         if reduction not in REDUCTIONS:
             raise ValueError(
                 f"`reduction` must be one of {REDUCTIONS}. Received: "
                 f"reduction={reduction!r}."
             )
         self.reduction = reduction
+
+    def default_regressor(self, student_shape, teacher_shape, name=None):
+        return default_regressor(
+            student_shape, teacher_shape, name, batch_norm=self.regressor_batch_norm
+        )
 
     def build(self, teacher_shape, student_shape):
         self.build_regressor(teacher_shape, student_shape)
@@ -260,4 +269,5 @@ class VIDTerm(RegressorTerm):
             "eps": self.eps,
             "reduction": self.reduction,
             "standardize": self.standardize,
+            "regressor_batch_norm": self.regressor_batch_norm,
         }

@@ -43,9 +43,14 @@ def run(devices, extra_terms):
             from keras_vid.transfer import KDTerm
 
             terms = [KDTerm(weight=0.5)]
-        # VID on raw taps (KD only as --kd's term), as this check was written
-        # for; --defaults keeps the default standardised targets and KD term.
-        pinned = {"kd_weight": None, "standardize": False}
+        # VID on raw taps with the paper's regressor (KD only as --kd's term),
+        # as this check was written for; --defaults keeps the default
+        # standardised targets, KD term and synchronised regressor BatchNorm.
+        pinned = {
+            "kd_weight": None,
+            "standardize": False,
+            "regressor_batch_norm": False,
+        }
         defaults = {} if "--defaults" in sys.argv else pinned
         d = keras_vid.VIDDistiller(
             teacher,
