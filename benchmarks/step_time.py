@@ -316,8 +316,9 @@ def build_candidate(kind, teacher, student, x, jit, lr):
     elif name == "bound":
         model = make_bound_class()(teacher, student, stage_taps(3))
     elif name == "vid":
-        # VID-I alone on raw taps, as docs/benchmarks.md measured it (the
-        # default VIDDistiller also adds KD and standardises the targets).
+        # VID-I alone on raw taps with the paper's regressor, as
+        # docs/benchmarks.md measured it (the default VIDDistiller also adds
+        # KD, standardises the targets and puts BatchNorm in the regressors).
         model = keras_vid.VIDDistiller(
             teacher,
             student,
@@ -325,6 +326,7 @@ def build_candidate(kind, teacher, student, x, jit, lr):
             vid_weight=1.0,
             kd_weight=None,
             standardize=False,
+            regressor_batch_norm=False,
         )
     elif name == "keras":
         losses = [
