@@ -838,6 +838,8 @@ def plot_suite(results, path):
     )
     axes = np.atleast_1d(axes)
     width = 0.8 / max(1, len(methods))
+    # tab10 repeats after ten methods; the suite compares more.
+    colors = plt.get_cmap("tab20").colors
     for ax, n in zip(axes, sizes):
         for j, m in enumerate(methods):
             means, errs = [], []
@@ -846,7 +848,8 @@ def plot_suite(results, path):
                 means.append(np.mean(acc) if acc else np.nan)
                 errs.append(np.std(acc, ddof=1) if len(acc) > 1 else 0.0)
             xs = np.arange(len(pairs)) + (j - (len(methods) - 1) / 2) * width
-            ax.bar(xs, means, width, yerr=errs, capsize=2, label=m)
+            color = colors[j % len(colors)]
+            ax.bar(xs, means, width, yerr=errs, capsize=2, label=m, color=color)
         finite = [a for (p, m, nn), c in stats.items() if nn == n for a in c["acc"]]
         if finite:
             ax.set_ylim(min(finite) - 2, max(finite) + 1)
