@@ -234,21 +234,22 @@ def build(method, variants):
             return VIDDistiller(teacher, student, kd_weight=None)
         kwargs = dict(variants[method])
         features_weight = kwargs.pop("features_weight", None)
-        if features_weight is not None:
+        split_weight = kwargs.pop("split_weight", False)
+        if features_weight is not None or split_weight:
+            # Both options weight the pairs the rule finds: resolve it once.
             rule = kwargs.get("pairs", "auto")
             rule = pairing.RULES[0] if rule == "auto" else rule
             pairs = pairing.suggest_pairs(teacher, student, rule=rule)
-            feat = pairing.find_features(teacher).path
-            kwargs["pairs"] = pairs
-            kwargs["vid_weight"] = [
-                features_weight if t == feat else kwargs.get("vid_weight", 10.0)
-                for t, _ in pairs
-            ]
-        if kwargs.pop("split_weight", False):
-            rule = kwargs.get("pairs", "auto")
-            rule = pairing.RULES[0] if rule == "auto" else rule
-            k = len(pairing.suggest_pairs(teacher, student, rule=rule))
-            kwargs["vid_weight"] = kwargs.get("vid_weight", 10.0) / k
+            weight = kwargs.get("vid_weight", 10.0)
+            if split_weight:
+                weight = weight / len(pairs)
+            kwargs["vid_weight"] = weight
+            if features_weight is not None:
+                feat = pairing.find_features(teacher).path
+                kwargs["pairs"] = pairs
+                kwargs["vid_weight"] = [
+                    features_weight if t == feat else weight for t, _ in pairs
+                ]
         return VIDDistiller(teacher, student, **kwargs)
 
     return builder
