@@ -1,4 +1,4 @@
-"""Verified image-classification data: Fashion-MNIST, MNIST, CIFAR-10/100.
+"""Image-classification data: Fashion-MNIST, MNIST, CIFAR-10/100, image folders.
 
 The data sets come from files the user already has (these machines, and many
 clusters, have no internet). Every file is checked before use:
@@ -24,6 +24,23 @@ Two sources deliver the verified data:
 
 The default, `source="auto"`, reads the raw files when it finds them and
 otherwise uses a copy that tfds already prepared in `data_dir`.
+
+The user's own images are a third kind of source: wherever a data set name is
+expected (`info`, `load`, `load_arrays`), the path of a folder may be given
+instead. The folder holds `train/<class>/*.png` (also `.jpg`, `.jpeg`, `.bmp`,
+`.gif`) and optionally `test/<class>/...`, or just `<class>/...` (all training
+data). The class names are the sorted sub-folder names; label `i` is the
+`i`-th of them. Without a `test` folder, a fixed 20% of every class (at least
+one image, chosen with the fixed seed `FOLDER_SPLIT_SEED`, not the run's seed)
+is the test split and the rest the train split. The images are decoded once
+into uint8 arrays and then go through the same pipeline as the built-in sets.
+A registered name always means the built-in set, even where a directory of
+that name exists; write `./mnist` for such a directory.
+
+A name (or folder) may end in a class selection, `"fashion_mnist:5-9"` or
+`"cifar10:0,1,8"`: only those classes are kept, relabelled `0, 1, ...` in
+the order given. It makes a transfer task from one data set, for example a
+teacher trained on classes 0-4 and a student on classes 5-9.
 """
 
 from __future__ import annotations
@@ -34,6 +51,7 @@ import gzip
 import hashlib
 import logging
 import os
+import re
 import struct
 import tarfile
 import tempfile
@@ -48,6 +66,9 @@ __all__ = [
     "CONTENT_SHA256",
     "DATASETS",
     "ENV_VAR",
+    "FOLDER_SPLIT_SEED",
+    "FOLDER_TEST_FRACTION",
+    "IMAGE_EXTENSIONS",
     "NAMES",
     "DataVerificationError",
     "DatasetSpec",
@@ -57,6 +78,7 @@ __all__ = [
     "load",
     "load_arrays",
     "resolve_manual_dir",
+    "split_classes",
     "subset_indices",
 ]
 
@@ -69,6 +91,12 @@ SOURCES = ("auto", "direct", "tfds")
 _IDX_IMAGES_MAGIC = 2051
 _IDX_LABELS_MAGIC = 2049
 _CIFAR_IMAGE_BYTES = 32 * 32 * 3
+
+# Image folders: the file types read (case-insensitive), and how the test split
+# is drawn from the training images when the folder has no `test` sub-folder.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+FOLDER_TEST_FRACTION = 0.2
+FOLDER_SPLIT_SEED = 0
 
 
 class MissingDataError(FileNotFoundError):
@@ -303,8 +331,64 @@ def _spec(name):
         return DATASETS[name]
     except KeyError:
         raise ValueError(
-            f"Unknown data set {name!r}; expected one of {', '.join(DATASETS)}."
+            f"Unknown data set {name!r}; expected one of {', '.join(DATASETS)}, "
+            f"or the path of an image folder (e.g. './{name}')."
         ) from None
+
+
+def split_classes(name):
+    """`(name without a class selection, selected classes or None)`.
+
+    Example:
+
+    >>> keras_vid.data.split_classes("fashion_mnist:5-7,9")
+    ('fashion_mnist', (5, 6, 7, 9))
+    """
+    if not isinstance(name, str) or ":" not in name:
+        return name, None
+    base, suffix = name.rsplit(":", 1)
+    if not re.fullmatch(r"[\d\s,-]+", suffix):
+        return name, None
+    classes = []
+    for part in suffix.replace(" ", "").split(","):
+        bounds = part.split("-")
+        if len(bounds) > 2 or not all(bounds):
+            raise ValueError(
+                f"Cannot read the class selection {suffix!r} of {name!r}. Write "
+                "class indices and ranges, e.g. 'fashion_mnist:5-9' or "
+                "'cifar10:0,1,8'."
+            )
+        low, high = int(bounds[0]), int(bounds[-1])
+        classes.extend(range(low, high + 1))
+    if len(classes) < 2 or len(set(classes)) != len(classes):
+        raise ValueError(
+            f"The class selection of {name!r} must name at least two classes, "
+            f"each once. Received: {classes}."
+        )
+    return base, tuple(classes)
+
+
+def _select_classes(x, y, classes, num_classes, name):
+    """Keeps the examples of `classes`, relabelled by their position there."""
+    if classes is None:
+        return x, y
+    bad = [c for c in classes if not 0 <= c < num_classes]
+    if bad:
+        raise ValueError(
+            f"{name!r} selects classes {bad}, but the data set has classes 0 to "
+            f"{num_classes - 1}."
+        )
+    relabel = np.full(num_classes, -1, "int32")
+    relabel[list(classes)] = np.arange(len(classes), dtype="int32")
+    keep = relabel[y] >= 0
+    return x[keep], relabel[y[keep]]
+
+
+def _num_classes(name, image_size=None):
+    path = _folder_path(name)
+    if path is None:
+        return _spec(name).num_classes
+    return len(_load_folder(path, image_size)[0].class_names)
 
 
 def _check_split(split):
@@ -312,28 +396,69 @@ def _check_split(split):
         raise ValueError(f"Unknown split {split!r}; expected one of {SPLITS}.")
 
 
-def info(name):
-    """Describes a supported data set.
+def info(name, image_size=None):
+    """Describes a supported data set or an image folder.
+
+    For an image folder, the images are decoded (and cached, so a later
+    `load` of the same folder does not decode them again), because the input
+    shape and the split sizes come from them.
 
     Args:
-        name: One of `"fashion_mnist"`, `"mnist"`, `"cifar10"`, `"cifar100"`.
+        name: One of `"fashion_mnist"`, `"mnist"`, `"cifar10"`, `"cifar100"`,
+            or the path of an image folder (see the module docstring).
+        image_size: For image folders: `(height, width)`, or an int for
+            square images, to resize every image to. See `load`.
 
     Returns:
         A dict with `num_classes`, `input_shape` (height, width, channels),
         `num_train`, `num_test`, `title` and `files` (the file names to put
-        in the manual directory).
+        in the manual directory). For an image folder, `title` is the
+        folder's name, `files` the image files' paths relative to it, and
+        `class_names` (the sorted class sub-folder names, label `i` being
+        `class_names[i]`) is added.
 
     Raises:
-        ValueError: If `name` is not a supported data set.
+        ValueError: If `name` is neither a supported data set nor a usable
+            image folder (the message says what is wrong), or `image_size`
+            is invalid.
 
     Example:
 
-    ```python
     >>> keras_vid.data.info("cifar10")["input_shape"]
     (32, 32, 3)
-    ```
     """
+    base, classes = split_classes(name)
+    if classes is not None:
+        meta = info(base, image_size)
+        x, y = load_arrays(name, "train", image_size=image_size)
+        _, y_test = load_arrays(name, "test", image_size=image_size)
+        meta.update(
+            num_classes=len(classes),
+            num_train=len(y),
+            num_test=len(y_test),
+            title=f"{meta['title']}, classes {', '.join(map(str, classes))}",
+        )
+        if "class_names" in meta:
+            meta["class_names"] = tuple(meta["class_names"][c] for c in classes)
+        return meta
+    path = _folder_path(name)
+    if path is not None:
+        folder, arrays = _load_folder(path, image_size)
+        return {
+            "num_classes": len(folder.class_names),
+            "input_shape": tuple(arrays["train"][0].shape[1:]),
+            "num_train": len(arrays["train"][1]),
+            "num_test": len(arrays["test"][1]),
+            "title": folder.root.name,
+            "files": tuple(
+                f.relative_to(folder.root).as_posix()
+                for split in SPLITS
+                for f, _ in folder.files[split]
+            ),
+            "class_names": folder.class_names,
+        }
     spec = _spec(name)
+    _check_builtin_size(spec, image_size)
     return {
         "num_classes": spec.num_classes,
         "input_shape": tuple(spec.input_shape),
@@ -396,10 +521,8 @@ def resolve_manual_dir(name, manual_dir=None):
 
     Example:
 
-    ```python
     >>> keras_vid.data.resolve_manual_dir("fashion_mnist")
     PosixPath('/usr/share/datasets/fashion-mnist')
-    ```
     """
     spec = _spec(name)
     env_dir = os.environ.get(ENV_VAR) or None
@@ -781,6 +904,319 @@ def _load_tfds(spec, split, manual_dir, data_dir):
     return x, y
 
 
+# --------------------------------------------------------------------------
+# Image folders.
+
+_LAYOUT_HINT = (
+    "An image folder holds PATH/train/<class>/<images> (and optionally "
+    "PATH/test/<class>/<images>), or PATH/<class>/<images>, with image files "
+    f"ending in {', '.join(IMAGE_EXTENSIONS)}."
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Folder:
+    """The files of an image folder, before decoding.
+
+    `files[split]` lists `(path, label)` pairs, by class, then by path.
+    `class_dirs[split][label]` is the folder the class's images came from.
+    """
+
+    root: Path
+    class_names: tuple
+    files: dict
+    class_dirs: dict
+    auto_test: bool
+    stamp: tuple
+
+
+def _folder_path(name):
+    """The folder that `name` points to, or None for a data set name.
+
+    A registered name always means the built-in set, even if a directory of
+    that name exists; `"./mnist"` reaches such a directory.
+    """
+    if isinstance(name, str) and name in DATASETS:
+        return None
+    if isinstance(name, os.PathLike):
+        return Path(name).expanduser()
+    if isinstance(name, str):
+        separators = [s for s in (os.sep, os.altsep) if s]
+        if (
+            any(s in name for s in separators)
+            or name.startswith(("~", "."))
+            or os.path.isdir(name)
+        ):
+            return Path(name).expanduser()
+    return None
+
+
+def _image_size(image_size):
+    """`image_size` as a `(height, width)` tuple of ints, or None."""
+    if image_size is None:
+        return None
+    if isinstance(image_size, int | np.integer) and not isinstance(image_size, bool):
+        size = (image_size, image_size)
+    else:
+        try:
+            size = tuple(image_size)
+        except TypeError:
+            size = ()
+    if len(size) != 2 or not all(
+        isinstance(v, int | np.integer) and not isinstance(v, bool) and v > 0
+        for v in size
+    ):
+        raise ValueError(
+            f"image_size must be a positive int or a (height, width) pair of "
+            f"positive ints, got {image_size!r}."
+        )
+    return int(size[0]), int(size[1])
+
+
+def _check_builtin_size(spec, image_size):
+    size = _image_size(image_size)
+    native = tuple(spec.input_shape[:2])
+    if size is not None and size != native:
+        raise ValueError(
+            f"image_size={image_size!r} only applies to image folders: "
+            f"{spec.title} images are {native[0]}x{native[1]} and are not "
+            f"resized. Leave image_size unset for {spec.name!r}."
+        )
+
+
+def _class_names(directory):
+    # Hidden folders are tool droppings (.ipynb_checkpoints), not classes.
+    return sorted(
+        p.name for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")
+    )
+
+
+def _image_files(directory):
+    found = []
+    for dirpath, dirnames, filenames in os.walk(directory, followlinks=True):
+        dirnames.sort()  # Walk order fixes the example order, so make it stable.
+        found += [
+            Path(dirpath) / f
+            for f in sorted(filenames)
+            if f.lower().endswith(IMAGE_EXTENSIONS)
+        ]
+    return found
+
+
+def _split_rank(relative):
+    # A hash of the path, not a random permutation: adding or removing an
+    # image moves at most a few others between the splits.
+    key = f"{FOLDER_SPLIT_SEED}:{relative.as_posix()}".encode()
+    return hashlib.sha256(key).digest()
+
+
+def _auto_test_split(files, class_dirs):
+    """Splits `(path, label)` pairs into train and a stratified test part."""
+    train, test = [], []
+    for label, directory in enumerate(class_dirs):
+        paths = [f for f, y in files if y == label]
+        if len(paths) < 2:
+            raise ValueError(
+                f"Class folder {directory} holds {len(paths)} image file(s), but "
+                f"the image folder has no test/ sub-folder, so "
+                f"{FOLDER_TEST_FRACTION:.0%} of every class (at least one image) "
+                f"is held out for testing and each class needs at least 2 images. "
+                f"Add images, or put the test images in a separate "
+                f"PATH/test/<class>/ folder (and the rest in PATH/train/<class>/)."
+            )
+        num_test = int(FOLDER_TEST_FRACTION * len(paths) + 0.5)
+        num_test = min(max(num_test, 1), len(paths) - 1)
+        ranked = sorted(paths, key=lambda f: _split_rank(f.relative_to(directory)))
+        held_out = set(ranked[:num_test])
+        train += [(f, label) for f in paths if f not in held_out]
+        test += [(f, label) for f in paths if f in held_out]
+    return train, test
+
+
+def _scan_folder(path):
+    """Finds the classes and image files of an image folder, checking them."""
+    if not path.exists():
+        raise ValueError(
+            f"Image folder {path} does not exist (and {str(path)!r} is not a data "
+            f"set name: {', '.join(DATASETS)}). {_LAYOUT_HINT}"
+        )
+    if not path.is_dir():
+        raise ValueError(f"{path} is a file, not an image folder. {_LAYOUT_HINT}")
+    root = path.resolve()
+    split_dirs = {"train": root / "train", "test": root / "test"}
+    if not split_dirs["train"].is_dir():
+        if split_dirs["test"].is_dir():
+            raise ValueError(
+                f"Image folder {root} has a test/ sub-folder but no train/ one. "
+                f"Put the training images in {root / 'train'}/<class>/."
+            )
+        split_dirs = {"train": root}
+    elif not split_dirs["test"].is_dir():
+        del split_dirs["test"]
+
+    names = {}
+    for split, directory in split_dirs.items():
+        names[split] = _class_names(directory)
+        if not names[split]:
+            loose = _image_files(directory)
+            hint = (
+                f" Its {len(loose)} image file(s) must sit in one sub-folder per "
+                f"class, e.g. {directory / 'cat'}/."
+                if loose
+                else ""
+            )
+            raise ValueError(
+                f"{directory} holds no class sub-folders.{hint} {_LAYOUT_HINT}"
+            )
+    if "test" in names and names["train"] != names["test"]:
+        only_train = sorted(set(names["train"]) - set(names["test"]))
+        only_test = sorted(set(names["test"]) - set(names["train"]))
+        raise ValueError(
+            f"The class folders of {split_dirs['train']} and {split_dirs['test']} "
+            f"differ: only in train/: {', '.join(only_train) or '(none)'}; only in "
+            f"test/: {', '.join(only_test) or '(none)'}. Both need the same class "
+            f"sub-folders, so that the labels mean the same classes."
+        )
+
+    class_names = tuple(names["train"])
+    files, class_dirs = {}, {}
+    for split, directory in split_dirs.items():
+        class_dirs[split] = tuple(directory / c for c in class_names)
+        files[split] = []
+        for label, class_dir in enumerate(class_dirs[split]):
+            found = _image_files(class_dir)
+            if not found:
+                raise ValueError(
+                    f"Class folder {class_dir} holds no image files (looked for "
+                    f"{', '.join(IMAGE_EXTENSIONS)}). Add images to it or remove it."
+                )
+            files[split] += [(f, label) for f in found]
+    every = [f for split in files for f, _ in files[split]]
+    stamp = []
+    for f in every:
+        st = f.stat()
+        stamp.append((f.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns))
+    auto_test = "test" not in files
+    if auto_test:
+        files["train"], files["test"] = _auto_test_split(
+            files["train"], class_dirs["train"]
+        )
+        class_dirs["test"] = class_dirs["train"]
+    return _Folder(root, class_names, files, class_dirs, auto_test, tuple(stamp))
+
+
+def _tf_message(error):
+    """The readable part of a TensorFlow op error message."""
+    message = re.sub(r"\{\{[^}]*\}\}\s*", "", error.message)
+    # Eager errors end in "[Op:Name] name: ..."; neither helps the user.
+    return re.sub(r"\s*\[Op:.*$", "", message, flags=re.S).strip().rstrip(".")
+
+
+def _decode(path):
+    try:
+        image = tf.io.decode_image(tf.io.read_file(str(path)), expand_animations=False)
+    except tf.errors.OpError as e:
+        raise ValueError(
+            f"Cannot read image file {path}: {_tf_message(e)}. Replace it with "
+            f"a valid image or remove it."
+        ) from None
+    return image.numpy()
+
+
+def _to_rgb(image):
+    channels = image.shape[-1]
+    if channels in (1, 2):  # Grayscale, maybe with alpha.
+        return np.repeat(image[..., :1], 3, axis=-1)
+    return image[..., :3]  # Alpha is dropped: the others have none.
+
+
+def _resize(image, size):
+    if image.shape[:2] == size:
+        return image
+    resized = tf.image.resize(image, size, method="bilinear").numpy()
+    return np.clip(np.rint(resized), 0, 255).astype(np.uint8)
+
+
+def _read_folder(folder, size):
+    """Decodes every image of both splits into `{split: (x, y)}` uint8 arrays."""
+    logger.info("Decoding the images of %s", folder.root)
+    # Host memory: decoded images are kept as numpy arrays anyway.
+    with tf.device("/CPU:0"):
+        images = {s: [_decode(f) for f, _ in folder.files[s]] for s in SPLITS}
+        channels = {im.shape[-1] for s in SPLITS for im in images[s]}
+        if len(channels) > 1:
+            logger.info(
+                "%s mixes images with %s channels; converting all to RGB.",
+                folder.root,
+                sorted(channels),
+            )
+            images = {s: [_to_rgb(im) for im in images[s]] for s in SPLITS}
+        if size is not None:
+            images = {s: [_resize(im, size) for im in images[s]] for s in SPLITS}
+    if size is None:
+        examples = {}
+        for s in SPLITS:
+            for (f, _), im in zip(folder.files[s], images[s]):
+                examples.setdefault(im.shape[:2], f)
+        if len(examples) > 1:
+            listed = "; ".join(
+                f"{h}x{w} (e.g. {f})" for (h, w), f in list(examples.items())[:5]
+            )
+            raise ValueError(
+                f"The images of {folder.root} have {len(examples)} different sizes "
+                f"(height x width): {listed}. Pass image_size=(height, width) (or "
+                f"an int for square images) to resize them all to one size."
+            )
+    return {
+        s: (
+            np.stack(images[s]),
+            np.array([y for _, y in folder.files[s]], dtype=np.int32),
+        )
+        for s in SPLITS
+    }
+
+
+def _load_folder(path, image_size):
+    """Returns `(folder, {split: (x, y)})`, decoding only on a cache miss."""
+    size = _image_size(image_size)
+    folder = _scan_folder(path)
+    # The stamp (file list, sizes, mtimes) makes an edited folder a new key.
+    key = ("folder", str(folder.root), size, folder.stamp)
+    if key not in _ARRAY_CACHE:
+        # Older versions of this folder would never be hit again: free them.
+        for old in [k for k in _ARRAY_CACHE if k[:3] == key[:3]]:
+            del _ARRAY_CACHE[old]
+        _ARRAY_CACHE[key] = _freeze(_read_folder(folder, size))
+    return folder, _ARRAY_CACHE[key]
+
+
+def _check_folder_counts(folder, split, labels, samples_per_class):
+    """`subset_indices`'s check, with the class names and folders in the message."""
+    if isinstance(samples_per_class, bool) or not isinstance(
+        samples_per_class, int | np.integer
+    ):
+        return  # subset_indices rejects it with its own message.
+    counts = np.bincount(labels, minlength=len(folder.class_names))
+    short = [c for c, n in enumerate(counts) if n < samples_per_class]
+    if not short:
+        return
+    held_out = (
+        f", after {FOLDER_TEST_FRACTION:.0%} of each class was held out as the "
+        f"automatic test split"
+        if folder.auto_test and split == "train"
+        else ""
+    )
+    detail = "; ".join(
+        f"class {folder.class_names[c]!r} has {counts[c]} "
+        f"(folder {folder.class_dirs[split][c]})"
+        for c in short
+    )
+    raise ValueError(
+        f"samples_per_class={samples_per_class} asks for more {split} images than "
+        f"exist{held_out}: {detail}. Lower samples_per_class or add images."
+    )
+
+
 def clear_cache():
     """Drops the arrays that `load_arrays` keeps in memory.
 
@@ -789,15 +1225,15 @@ def clear_cache():
 
     Example:
 
-    ```python
     >>> keras_vid.data.clear_cache()
-    ```
     """
     _ARRAY_CACHE.clear()
 
 
-def load_arrays(name, split, manual_dir=None, *, source="auto", data_dir=None):
-    """Loads a split as verified uint8 arrays.
+def load_arrays(
+    name, split, manual_dir=None, *, source="auto", data_dir=None, image_size=None
+):
+    """Loads a split as verified uint8 arrays, or an image folder's split.
 
     With `source="direct"` the raw files (see `resolve_manual_dir`) are
     verified and parsed; the arrays are cached in-process (keyed by the
@@ -807,14 +1243,25 @@ def load_arrays(name, split, manual_dir=None, *, source="auto", data_dir=None):
     follows the files for `"direct"` and tfds's stored order for `"tfds"`,
     so the two sources pick different subsets for the same seed.
 
+    For an image folder, both splits are decoded at once and cached
+    (read-only, too), keyed by the folder's path, `image_size` and its file
+    list with sizes and mtimes, so an edited folder is read again. Examples
+    are ordered by class, then by file path. `manual_dir`, `source` and
+    `data_dir` are ignored.
+
     Args:
-        name: One of `"fashion_mnist"`, `"mnist"`, `"cifar10"`, `"cifar100"`.
+        name: One of `"fashion_mnist"`, `"mnist"`, `"cifar10"`, `"cifar100"`,
+            or the path of an image folder (see the module docstring).
         split: `"train"` or `"test"`.
         manual_dir: Directory with the raw files; see `resolve_manual_dir`.
         source: `"direct"`, `"tfds"`, or `"auto"` (the default): `"direct"`
             when the raw files are found, else `"tfds"` if the data set is
             already prepared in `data_dir`.
         data_dir: tfds data directory (tfds's default when None).
+        image_size: For image folders: `(height, width)`, or an int for
+            square images; every image is resized to it (bilinear). Without
+            it, all images must have the same size. A built-in set accepts
+            only its own size here, since it is never resized.
 
     Returns:
         A tuple `(x, y)`: `x` uint8 of shape `(N, height, width, channels)`,
@@ -824,18 +1271,42 @@ def load_arrays(name, split, manual_dir=None, *, source="auto", data_dir=None):
         MissingDataError: If the files are not found (the message says which
             files to put where).
         DataVerificationError: If a file fails verification.
-        ValueError: For an unknown data set, split or source.
+        ValueError: For an unknown data set, split or source, or an unusable
+            image folder: a missing path, no class sub-folders, an empty class
+            folder, an unreadable image (the message names the file), class
+            folders that differ between `train/` and `test/`, or images of
+            different sizes without `image_size`.
 
     Example:
 
-    ```python
     >>> x, y = keras_vid.data.load_arrays("fashion_mnist", "test")
     >>> x.shape, y.shape
     ((10000, 28, 28, 1), (10000,))
+
+    An image folder, resized to 64x64:
+
+    ```python
+    x, y = keras_vid.data.load_arrays("photos/", "train", image_size=64)
     ```
     """
+    base, classes = split_classes(name)
+    if classes is not None:
+        x, y = load_arrays(
+            base,
+            split,
+            manual_dir,
+            source=source,
+            data_dir=data_dir,
+            image_size=image_size,
+        )
+        return _select_classes(x, y, classes, _num_classes(base, image_size), name)
+    path = _folder_path(name)
+    if path is not None:
+        _check_split(split)
+        return _load_folder(path, image_size)[1][split]
     spec = _spec(name)
     _check_split(split)
+    _check_builtin_size(spec, image_size)
     if source not in SOURCES:
         raise ValueError(f"Unknown source {source!r}; expected one of {SOURCES}.")
     if source == "auto":
@@ -880,12 +1351,10 @@ def subset_indices(labels, samples_per_class, seed, num_classes=None):
 
     Example:
 
-    ```python
     >>> labels = np.array([0, 1, 0, 1, 0, 1, 2, 2])
     >>> idx = keras_vid.data.subset_indices(labels, 2, seed=0)
     >>> np.bincount(labels[idx])
     array([2, 2, 2])
-    ```
     """
     labels = np.asarray(labels)
     if labels.ndim != 1:
@@ -958,8 +1427,9 @@ def load(
     drop_remainder=False,
     cache=True,
     source="auto",
+    image_size=None,
 ):
-    """Loads a verified data set as a batched `tf.data.Dataset`.
+    """Loads a verified data set or an image folder as a batched `tf.data.Dataset`.
 
     The pipeline keeps the (optionally subsetted) examples in memory, shuffles
     their indices with `seed`, batches them, gathers each batch, augments it
@@ -973,12 +1443,18 @@ def load(
     so add e.g. a `keras.layers.Normalization` layer in the model if wanted.
     Labels are int32 class indices, shape `(batch,)`.
 
-    Augmentation zero-pads (4 pixels for CIFAR, 2 for the 28x28 sets), crops
-    a random window of the original size, and flips horizontally at random
-    (not for MNIST).
+    Augmentation zero-pads (4 pixels for CIFAR, 2 for the 28x28 sets, 1/8 of
+    the image height for image folders), crops a random window of the
+    original size, and flips horizontally at random (not for MNIST).
+
+    An image folder (see the module docstring) goes through the same
+    pipeline, with the arrays of `load_arrays(name, split,
+    image_size=image_size)`; its test split, when it has no `test/`
+    sub-folder, is a fixed 20% of every class, whatever `seed` is.
 
     Args:
-        name: One of `"fashion_mnist"`, `"mnist"`, `"cifar10"`, `"cifar100"`.
+        name: One of `"fashion_mnist"`, `"mnist"`, `"cifar10"`, `"cifar100"`,
+            or the path of an image folder.
         split: `"train"` or `"test"`.
         batch_size: Examples per batch.
         samples_per_class: If set, keep only this many examples of each class,
@@ -986,16 +1462,23 @@ def load(
         seed: Integer seed for the subset, the shuffling and the
             augmentation. None draws fresh randomness (not reproducible).
         augment: Whether to augment; defaults to True for the CIFAR train
-            split and False otherwise.
+            split and False otherwise (image folders included).
         shuffle: Whether to shuffle; defaults to True for the train split.
         manual_dir: Directory with the raw files; see `resolve_manual_dir`.
+            Ignored for image folders.
         data_dir: tfds data directory, used by `source="tfds"` (or `"auto"`).
+            Ignored for image folders.
         normalize: Scale pixels to [0, 1] (True) or keep [0, 255] (False).
         drop_remainder: Drop the last, smaller batch.
         cache: Keep a float32 copy of the examples in memory, so each epoch
             only gathers (4x the uint8 size, e.g. ~600 MB for the CIFAR train
             split). When False, uint8 is kept and converted batch by batch.
-        source: `"auto"`, `"direct"` or `"tfds"`; see `load_arrays`.
+        source: `"auto"`, `"direct"` or `"tfds"`; see `load_arrays`. Ignored
+            for image folders.
+        image_size: For image folders: `(height, width)`, or an int for
+            square images, to resize every image to (bilinear). Without it,
+            all images must have the same size. A built-in set accepts only
+            its own size here.
 
     Returns:
         A `tf.data.Dataset` of `(images, labels)` batches with known
@@ -1006,30 +1489,84 @@ def load(
             files to put where).
         DataVerificationError: If a file fails verification.
         ValueError: For an unknown data set, split or source, a non-positive
-            `batch_size`, or a `samples_per_class` a class cannot supply.
+            `batch_size`, a `samples_per_class` a class cannot supply, or an
+            unusable image folder (see `load_arrays`).
 
     Example:
 
-    ```python
     >>> ds = keras_vid.data.load("fashion_mnist", samples_per_class=100, seed=1)
     >>> images, labels = next(iter(ds))
     >>> images.shape, labels.dtype
     (TensorShape([128, 28, 28, 1]), tf.int32)
+
+    An image folder `photos/` with `photos/train/<class>/*.jpg`:
+
+    ```python
+    train = keras_vid.data.load("photos/", "train", samples_per_class=20,
+                                seed=1, image_size=(96, 96), augment=True)
     ```
     """
-    spec = _spec(name)
+    name, classes = split_classes(name)
+    path = _folder_path(name)
+    spec = None if path is not None else _spec(name)
     _check_split(split)
     if not isinstance(batch_size, int | np.integer) or batch_size <= 0:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
-    if augment is None:
-        augment = spec.default_augment and split == "train"
     if shuffle is None:
         shuffle = split == "train"
 
-    x, y = load_arrays(name, split, manual_dir, source=source, data_dir=data_dir)
+    if spec is not None:
+        _check_builtin_size(spec, image_size)
+        if augment is None:
+            augment = spec.default_augment and split == "train"
+        x, y = load_arrays(name, split, manual_dir, source=source, data_dir=data_dir)
+        num_classes, pad, flip = spec.num_classes, spec.augment_pad, spec.augment_flip
+    else:
+        folder, arrays = _load_folder(path, image_size)
+        x, y = arrays[split]
+        if samples_per_class is not None and classes is None:
+            # (With a class selection, subset_indices checks the kept ones.)
+            _check_folder_counts(folder, split, y, samples_per_class)
+        augment = bool(augment)
+        num_classes = len(folder.class_names)
+        pad, flip = max(1, x.shape[1] // 8), True
+
+    if classes is not None:
+        x, y = _select_classes(x, y, classes, num_classes, f"{name}:{classes}")
+        num_classes = len(classes)
     if samples_per_class is not None:
-        keep = subset_indices(y, samples_per_class, seed, spec.num_classes)
+        keep = subset_indices(y, samples_per_class, seed, num_classes)
         x, y = x[keep], y[keep]
+    return _pipeline(
+        x,
+        y,
+        batch_size=batch_size,
+        seed=seed,
+        augment=augment,
+        shuffle=shuffle,
+        pad=pad,
+        flip=flip,
+        normalize=normalize,
+        drop_remainder=drop_remainder,
+        cache=cache,
+    )
+
+
+def _pipeline(
+    x,
+    y,
+    *,
+    batch_size,
+    seed,
+    augment,
+    shuffle,
+    pad,
+    flip,
+    normalize,
+    drop_remainder,
+    cache,
+):
+    """The `tf.data` pipeline of `load` over uint8 images `x` and labels `y`."""
     num = len(y)
     scale = 1.0 / 255.0 if normalize else 1.0
 
@@ -1057,9 +1594,7 @@ def load(
         ds = tf.data.Dataset.zip((ds, seeds))
 
         def batch_fn(index, pair):
-            batch = _augment(
-                tf.gather(images, index), pair, spec.augment_pad, spec.augment_flip
-            )
+            batch = _augment(tf.gather(images, index), pair, pad, flip)
             return finish(batch), tf.gather(labels, index)
 
     else:

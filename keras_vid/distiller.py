@@ -173,8 +173,16 @@ class Distiller(keras.Model):
     Args:
         teacher: a trained functional or Sequential `keras.Model`. It is
             frozen and always called in inference mode.
-        student: a functional or Sequential `keras.Model` with the same inputs.
+        student: a functional or Sequential `keras.Model` with the same inputs
+            (or, with `teacher_preprocessing`, the inputs that layer takes).
         terms: a list of `keras_vid.transfer.TransferTerm`.
+        teacher_preprocessing: an optional Keras layer or model applied to
+            each batch before the teacher only, for a teacher that expects
+            another input size or scaling than the student, e.g.
+            `keras.Sequential([keras.layers.Resizing(96, 96),
+            keras.layers.Rescaling(2.0, offset=-1.0)])` for a
+            `keras.applications` teacher fed images in [0, 1]. It runs in
+            inference mode, is never trained, and is saved with the distiller.
         name: the model's name.
 
     Example:
@@ -192,11 +200,20 @@ class Distiller(keras.Model):
     >>> _ = d.fit(x, y, epochs=1, verbose=0)
     """
 
-    def __init__(self, teacher, student, terms=(), name="distiller", **kwargs):
+    def __init__(
+        self,
+        teacher,
+        student,
+        terms=(),
+        teacher_preprocessing=None,
+        name="distiller",
+        **kwargs,
+    ):
         super().__init__(name=name, **kwargs)
         check_graph_model(teacher, "teacher")
         check_graph_model(student, "student")
-        self._check_inputs(teacher, student)
+        self._check_inputs(teacher, student, teacher_preprocessing)
+        _check_not_shared(teacher, student)
         terms = list(terms or [])
         for term in terms:
             if not isinstance(term, TransferTerm):
@@ -212,8 +229,11 @@ class Distiller(keras.Model):
                 "layer) may appear once; to weight a pair more, raise its weight."
             )
         self._freeze(teacher)
+        if teacher_preprocessing is not None:
+            teacher_preprocessing.trainable = False
         self.teacher = teacher
         self.student = student
+        self.teacher_preprocessing = teacher_preprocessing
         self.terms = terms
 
         # Validate every name first, so the first error names the bad layer.
@@ -250,15 +270,20 @@ class Distiller(keras.Model):
     # ------------------------------------------------------------------ setup
 
     @staticmethod
-    def _check_inputs(teacher, student):
+    def _check_inputs(teacher, student, preprocessing=None):
         ts, ss = _input_signature(teacher), _input_signature(student)
+        if preprocessing is not None:
+            _check_preprocessing(preprocessing, teacher, student, ts, ss)
+            return
         if ts != ss:
             raise ValueError(
                 f"The teacher '{teacher.name}' and the student '{student.name}' must "
                 "take the same inputs, since both see every batch. Teacher inputs "
                 f"(without batch): {ts}; student inputs: {ss}. Give both models the "
                 "same `keras.Input` shapes (an MLP student can start with a "
-                "Flatten layer)."
+                "Flatten layer), or pass `teacher_preprocessing` (e.g. a "
+                "keras.layers.Resizing) to adapt the student's inputs for the "
+                "teacher."
             )
 
     @staticmethod
@@ -328,13 +353,31 @@ class Distiller(keras.Model):
         """Returns the student's outputs."""
         return self.student(split_cached(inputs)[0], training=training)
 
+    def teacher_taps(self, x):
+        """Returns the teacher's taps for the student's inputs `x`.
+
+        Applies `teacher_preprocessing`, if any, then runs the teacher in
+        inference mode; the taps are in the order of the teacher's tap names.
+        The teacher cache and `calibrate` call it.
+
+        Example:
+
+        ```python
+        taps = distiller.teacher_taps(images)
+        ```
+        """
+        if self.teacher_preprocessing is not None:
+            x = self.teacher_preprocessing(x, training=False)
+        _, taps = self._extractors.teacher(x, training=False)
+        return taps
+
     def _teacher_taps(self, x):
         """Returns `(inputs, teacher taps)`; taps come from the cache if given."""
         x, cached = split_cached(x)
         if self._extractors.teacher is None:
             return x, []
         if cached is None:
-            _, cached = self._extractors.teacher(x, training=False)
+            cached = self.teacher_taps(x)
         return x, [ops.stop_gradient(t) for t in cached]
 
     def compute_loss(
@@ -481,7 +524,7 @@ class Distiller(keras.Model):
         for batch in _leading_batches(x, max_examples):
             inputs, cached = split_cached(batch)
             if cached is None:
-                _, cached = self._extractors.teacher(inputs, training=False)
+                cached = self.teacher_taps(inputs)
             for i in todo:
                 tap = np.asarray(
                     keras.ops.convert_to_numpy(cached[self._t_index[i]]), "float64"
@@ -543,6 +586,9 @@ class Distiller(keras.Model):
                 "teacher": keras.saving.serialize_keras_object(self.teacher),
                 "student": keras.saving.serialize_keras_object(self.student),
                 "terms": [keras.saving.serialize_keras_object(t) for t in self.terms],
+                "teacher_preprocessing": keras.saving.serialize_keras_object(
+                    self.teacher_preprocessing
+                ),
             }
         )
         return config
@@ -550,8 +596,9 @@ class Distiller(keras.Model):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        for key in ("teacher", "student"):
-            config[key] = keras.saving.deserialize_keras_object(config[key])
+        for key in ("teacher", "student", "teacher_preprocessing"):
+            if config.get(key) is not None:
+                config[key] = keras.saving.deserialize_keras_object(config[key])
         config["terms"] = [
             keras.saving.deserialize_keras_object(t) for t in config.get("terms", [])
         ]
@@ -594,6 +641,58 @@ def _auto_weight(student):
     # became unstable under any extra weight in the suite's tuning (KD x2 fell
     # to 59%, VID lambda 30 diverged), while lambda 1 beat KD there.
     return VID_WEIGHT if pairing.find_stages(student) else VECTOR_STUDENT_WEIGHT
+
+
+def _check_preprocessing(preprocessing, teacher, student, t_sig, s_sig):
+    if not isinstance(preprocessing, keras.layers.Layer):
+        raise TypeError(
+            "`teacher_preprocessing` must be a Keras layer or model (for example "
+            "keras.layers.Resizing, or a keras.Sequential of preprocessing "
+            f"layers). Received: {preprocessing!r} of type "
+            f"{type(preprocessing).__name__}."
+        )
+    # Traced on fresh inputs of the student's shape, so a mismatch is found
+    # here and not inside the first training step.
+    try:
+        out = preprocessing(
+            [keras.Input(shape) for shape in s_sig]
+            if len(s_sig) > 1
+            else keras.Input(s_sig[0])
+        )
+        got = [tuple(t.shape[1:]) for t in keras.tree.flatten(out)]
+    except Exception as e:
+        raise ValueError(
+            f"`teacher_preprocessing` cannot take the student '{student.name}''s "
+            f"inputs {s_sig} (without batch): {e}"
+        ) from e
+    if got != t_sig:
+        raise ValueError(
+            f"`teacher_preprocessing` maps the student '{student.name}''s inputs "
+            f"{s_sig} to {got}, but the teacher '{teacher.name}' takes {t_sig} "
+            "(shapes without batch). Make its output the teacher's input shape, "
+            "e.g. with keras.layers.Resizing(height, width)."
+        )
+
+
+def _check_not_shared(teacher, student):
+    # Freezing the teacher would freeze the shared layers inside the student
+    # too, so the student would silently train nothing but its own layers
+    # (nothing at all when both are one model).
+    t_ids = {id(v) for v in teacher.weights}
+    shared = [v.path for v in student.weights if id(v) in t_ids]
+    if teacher is student or shared:
+        what = (
+            "are the same model"
+            if teacher is student
+            else f"share {len(shared)} weights (for example {shared[:3]})"
+        )
+        raise ValueError(
+            f"The teacher '{teacher.name}' and the student '{student.name}' {what}. "
+            "The teacher is frozen, which would freeze those layers in the student "
+            "as well, so they would never train. Give the student its own "
+            "weights: build a new one, or copy the shared part with "
+            "`keras.models.clone_model(...)` and `set_weights(...)`."
+        )
 
 
 def _check_kd_outputs(teacher, student):
@@ -698,6 +797,7 @@ class VIDDistiller(Distiller):
         # The graph checks come first, so a subclassed model gets their error.
         check_graph_model(teacher, "teacher")
         check_graph_model(student, "student")
+        _check_not_shared(teacher, student)
         if isinstance(pairs, str):
             pairs = _auto_pairs(teacher, student, pairs)
         pairs = _as_pairs(pairs)

@@ -11,14 +11,15 @@ import io
 import json
 import math
 import os
+import re
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_vid import applications, distribute, pairing
 from keras_vid import data as data_lib
-from keras_vid import distribute
 from keras_vid import methods as methods_lib
 from keras_vid import models as models_lib
 from keras_vid.callbacks import TerminateOnNonFinite, save_atomic
@@ -84,6 +85,8 @@ class DistillConfig:
     strategy: str = "default"
     source: str = "auto"
     data_dir: str | None = None
+    # For image folders (`dataset` a path): resize every image to this size.
+    image_size: int | None = None
     teacher_cache: bool = False
     # Layers to pair, the same names in both models; None pairs the stages.
     taps: tuple | None = None
@@ -145,15 +148,20 @@ def paired_taps(teacher_name, student_name):
     return t[len(t) - k :], s[len(s) - k :]
 
 
-def build_model(name, dataset):
+def build_model(name, dataset, image_size=None):
     """Builds a zoo model for `dataset`'s classes and image shape.
+
+    `dataset` is a data set name, optionally with a class selection
+    (`"fashion_mnist:5-9"`), or an image folder resized to `image_size`.
 
     Example:
 
     >>> build_model("cnn-small", "fashion_mnist").output_shape
     (None, 10)
+    >>> build_model("cnn-small", "fashion_mnist:5-9").output_shape
+    (None, 5)
     """
-    meta = data_lib.info(dataset)
+    meta = data_lib.info(dataset, image_size=image_size)
     return models_lib.get_model(
         name, num_classes=meta["num_classes"], input_shape=meta["input_shape"]
     )
@@ -176,6 +184,7 @@ def train_teacher(
     verbose=1,
     callbacks=(),
     optimizer=None,
+    image_size=None,
 ):
     """Trains a zoo teacher from scratch and saves it atomically.
 
@@ -202,9 +211,12 @@ def train_teacher(
         samples_per_class=samples_per_class,
         seed=seed,
         manual_dir=manual_dir,
+        image_size=image_size,
     )
-    test = data_lib.load(dataset, "test", batch_size=512, manual_dir=manual_dir)
-    model = build_model(arch, dataset)
+    test = data_lib.load(
+        dataset, "test", batch_size=512, manual_dir=manual_dir, image_size=image_size
+    )
+    model = build_model(arch, dataset, image_size)
     steps = epochs * int(train.cardinality())
     optimizer = optimizer or ("sgd" if arch.startswith("wrn") else "adam")
     if optimizer == "sgd":
@@ -229,6 +241,17 @@ def train_teacher(
     if output_path:
         save_atomic(model, output_path)
     return model, float(acc)
+
+
+def slug(dataset):
+    """A file-name-safe form of a data set name or image folder path.
+
+    Example:
+
+    >>> slug("fashion_mnist:5-9"), slug("/data/my photos/")
+    ('fashion_mnist_5-9', 'data_my_photos')
+    """
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(dataset)).strip("_")
 
 
 def load_teacher(path):
@@ -264,13 +287,24 @@ def get_teacher(
     manual_dir=None,
     verbose=1,
     samples_per_class=None,
+    weights="imagenet",
+    teacher_image_size=96,
+    image_size=None,
 ):
     """Returns a teacher: loaded from a `.keras` file, or trained once and cached.
 
     Args:
-        spec: a path to a saved teacher, or a zoo architecture name. A
-            teacher trained from an architecture name is saved to
+        spec: a path to a saved teacher, a zoo architecture name, or a
+            `keras.applications` model (`"keras.applications.MobileNetV2"`).
+            A teacher trained from an architecture name is saved to
             `<cache_dir>/teacher_<arch>_<dataset>.keras` and reloaded on reruns.
+        weights: for a `keras.applications` teacher: `"imagenet"`, a weights
+            file, or `None`.
+        teacher_image_size: for a `keras.applications` teacher: its input
+            height and width (it sees the student's images resized to it, in
+            RGB).
+        image_size: for an image folder `dataset`: the size its images are
+            resized to (a zoo teacher is trained on them).
 
     Returns:
         `(teacher, test_accuracy or None)`.
@@ -281,10 +315,13 @@ def get_teacher(
     teacher, acc = get_teacher("cnn", "fashion_mnist", "runs/demo", epochs=2)
     ```
     """
+    if spec.startswith(applications.PREFIX):
+        size = (teacher_image_size, teacher_image_size, 3)
+        return applications.applications_teacher(spec, weights, size), None
     if spec.endswith(".keras") or os.path.sep in spec:
         return load_teacher(spec), None
     subset = f"_n{samples_per_class}" if samples_per_class else ""
-    path = os.path.join(cache_dir, f"teacher_{spec}_{dataset}{subset}.keras")
+    path = os.path.join(cache_dir, f"teacher_{spec}_{slug(dataset)}{subset}.keras")
     if os.path.exists(path):
         return load_teacher(path), None
     return train_teacher(
@@ -296,6 +333,7 @@ def get_teacher(
         output_path=path,
         verbose=verbose,
         samples_per_class=samples_per_class,
+        image_size=image_size,
     )
 
 
@@ -315,6 +353,87 @@ def resume_epoch(backup_dir):
         except (OSError, ValueError, KeyError):
             continue
     return 0
+
+
+def _replay_iterators(train, epochs):
+    # Epochs draw their shuffle and augmentation from the dataset's iterator
+    # count. Keras 3.15's epoch loop (steps_per_epoch=None) makes two
+    # iterators per epoch: one at the end of the epoch, unused, and one at the
+    # start of the next. Replaying as many for the finished epochs makes a
+    # resumed run see the same batches as an uninterrupted one;
+    # tests/test_reliability.py checks the weights end equal, and differ
+    # without this.
+    for _ in range(2 * epochs):
+        iter(train)
+
+
+def _trim_history(path, resumed):
+    # Rows from epochs after the last backup were trained again by the resumed
+    # run; keeping them would log those epochs twice.
+    if not resumed or not os.path.exists(path):
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows or "epoch" not in rows[0]:
+        return
+    column = rows[0].index("epoch")
+    kept = [rows[0]] + [r for r in rows[1:] if r and int(r[column]) < resumed]
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="") as f:
+        csv.writer(f).writerows(kept)
+    os.replace(tmp, path)
+
+
+def _is_zoo(name):
+    try:
+        models_lib.tap_names(name)
+    except ValueError:
+        return False
+    return True
+
+
+def auto_taps(teacher, student):
+    """The layers to pair for models outside the zoo, by automatic pairing.
+
+    Returns `(teacher taps, student taps, teacher features, student
+    features)` for `methods.build_distiller`: every stage pair
+    `keras_vid.suggest_pairs` aligns, and the penultimate features (`None`
+    when a model has none).
+
+    Example:
+
+    >>> from keras_vid.models import get_model
+    >>> taps = auto_taps(get_model("cnn"), get_model("cnn-small"))
+    >>> taps  # doctest: +NORMALIZE_WHITESPACE
+    (['stage1', 'stage2', 'stage3'], ['stage1', 'stage2', 'stage3'],
+     'features', 'features')
+    """
+    stage_pairs = pairing.suggest_pairs(teacher, student, rule="all")
+    t_feat, s_feat = pairing.find_features(teacher), pairing.find_features(student)
+    return (
+        [t for t, _ in stage_pairs],
+        [s for _, s in stage_pairs],
+        t_feat.path if t_feat else None,
+        s_feat.path if s_feat else None,
+    )
+
+
+def teacher_preprocessing(cfg, teacher, student):
+    """The layer that adapts the student's images for a `keras.applications` teacher.
+
+    `None` for any other teacher, which takes the student's images as they
+    are. See `keras_vid.applications.applications_preprocessing`.
+
+    Example:
+
+    >>> teacher_preprocessing(DistillConfig(teacher="cnn"), None, None) is None
+    True
+    """
+    if not str(cfg.teacher).startswith(applications.PREFIX):
+        return None
+    return applications.applications_preprocessing(
+        cfg.teacher, tuple(student.inputs[0].shape[1:]), teacher
+    )
 
 
 def _in_scope(teacher):
@@ -382,6 +501,7 @@ def distill(cfg, teacher, callbacks=(), strategy=None, builder=None):
         manual_dir=cfg.manual_dir,
         source=cfg.source,
         data_dir=cfg.data_dir,
+        image_size=cfg.image_size,
     )
     test = data_lib.load(
         cfg.dataset,
@@ -390,33 +510,38 @@ def distill(cfg, teacher, callbacks=(), strategy=None, builder=None):
         manual_dir=cfg.manual_dir,
         source=cfg.source,
         data_dir=cfg.data_dir,
+        image_size=cfg.image_size,
     )
     distributed = strategy is not None and strategy is not tf.distribute.get_strategy()
     with strategy.scope() if distributed else contextlib.nullcontext():
         if distributed:
             teacher = _in_scope(teacher)
         keras.utils.set_random_seed(cfg.seed)
-        student = build_model(cfg.student, cfg.dataset)
+        student = build_model(cfg.student, cfg.dataset, cfg.image_size)
         if builder is not None:
             distiller = builder(cfg, teacher, student)
         else:
+            t_feat = s_feat = "features"
             if cfg.taps:
                 t_taps, s_taps = list(cfg.taps), list(cfg.taps)
-            else:
+            elif _is_zoo(cfg.teacher) and _is_zoo(cfg.student):
                 t_taps, s_taps = paired_taps(cfg.teacher, cfg.student)
+            else:
+                t_taps, s_taps, t_feat, s_feat = auto_taps(teacher, student)
             distiller = methods_lib.build_distiller(
                 cfg.method,
                 teacher,
                 student,
                 teacher_taps=t_taps,
                 student_taps=s_taps,
-                teacher_features="features",
-                student_features="features",
+                teacher_features=t_feat,
+                student_features=s_feat,
+                teacher_preprocessing=teacher_preprocessing(cfg, teacher, student),
                 # A grid shares one set of overrides; each method takes its own.
                 **methods_lib.overrides_for(cfg.method, cfg.overrides),
             )
         if cfg.teacher_cache and isinstance(distiller, Distiller):
-            meta = data_lib.info(cfg.dataset)
+            meta = data_lib.info(cfg.dataset, image_size=cfg.image_size)
             n = (cfg.samples_per_class or 0) * meta["num_classes"] or meta["num_train"]
             train = cache_teacher(
                 distiller, train, shuffle_buffer=min(n, 20000), seed=cfg.seed
@@ -438,20 +563,16 @@ def distill(cfg, teacher, callbacks=(), strategy=None, builder=None):
         backup = os.path.join(cfg.output_dir, "backup")
         if distribute.is_multi_worker(strategy):
             backup = distribute.worker_backup_dir(backup)
-        # Epochs draw their shuffle and augmentation from the dataset's
-        # iterator count. Keras 3.15's epoch loop (steps_per_epoch=None) makes
-        # two iterators per epoch: one at the end of the epoch, unused, and one
-        # at the start of the next. Replaying as many for the finished epochs
-        # makes a resumed run see the same batches as an uninterrupted one;
-        # tests/test_reliability.py checks the weights end equal.
-        for _ in range(2 * resume_epoch(backup)):
-            iter(train)
+        resumed = resume_epoch(backup)
+        _replay_iterators(train, resumed)
         # Double checkpointing keeps the previous backup if a save is torn.
         cbs.append(keras.callbacks.BackupAndRestore(backup, double_checkpoint=True))
         cbs.append(keras.callbacks.TensorBoard(os.path.join(cfg.output_dir, "logs")))
-        cbs.append(
-            keras.callbacks.CSVLogger(os.path.join(cfg.output_dir, "history.csv"))
-        )
+        history_csv = os.path.join(cfg.output_dir, "history.csv")
+        _trim_history(history_csv, resumed)
+        # CSVLogger flushes each row; appending keeps the rows of the epochs
+        # before a kill, which its default (overwrite) would lose on resume.
+        cbs.append(keras.callbacks.CSVLogger(history_csv, append=resumed > 0))
     hist = distiller.fit(
         train, epochs=cfg.epochs, verbose=cfg.verbose, callbacks=cbs, shuffle=False
     )
@@ -476,6 +597,8 @@ def distill(cfg, teacher, callbacks=(), strategy=None, builder=None):
         "clipnorm": cfg.clipnorm or None,
         "seconds": round(time.time() - start, 1),
         "history": {k: [float(v) for v in vs] for k, vs in hist.history.items()},
+        # The epochs this call trained: after a resume, those after the save.
+        "epochs_run": [int(e) for e in hist.epoch],
     }
     if cfg.output_dir:
         with open(os.path.join(cfg.output_dir, "result.json"), "w") as f:

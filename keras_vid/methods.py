@@ -31,9 +31,8 @@ keyword that overrides it in `build_distiller`; keys are validated, so a
 misspelt or unused override fails loudly instead of being ignored.
 """
 
-import difflib
-
 from keras_vid.distiller import Distiller, LayerPair, VIDDistiller
+from keras_vid.errors import unknown_name
 from keras_vid.taps import OUTPUT
 from keras_vid.transfer.at import ATTerm
 from keras_vid.transfer.dist import DISTTerm
@@ -292,14 +291,6 @@ def overrides_for(method, overrides):
     return {k: v for k, v in overrides.items() if any(o in parts for o in _owners(k))}
 
 
-def _unknown(what, name, valid, extra=""):
-    close = difflib.get_close_matches(str(name), valid, n=3, cutoff=0.5)
-    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    return ValueError(
-        f"Unknown {what} {name!r}.{hint} Valid: {', '.join(valid)}.{extra}"
-    )
-
-
 def parse_method(method):
     """Splits a method name into its parts, validating each.
 
@@ -327,7 +318,7 @@ def parse_method(method):
     parts = tuple(p.strip().lower() for p in method.split("+"))
     for part in parts:
         if part not in METHODS:
-            raise _unknown(
+            raise unknown_name(
                 "method",
                 part,
                 METHODS,
@@ -350,7 +341,7 @@ def parse_method(method):
 def _check_keys(overrides):
     for key in overrides:
         if key not in DEFAULTS:
-            raise _unknown(
+            raise unknown_name(
                 "override",
                 key,
                 list(DEFAULTS),
@@ -399,6 +390,7 @@ def build_distiller(
     student_taps=None,
     teacher_features=None,
     student_features=None,
+    teacher_preprocessing=None,
     **overrides,
 ):
     """Builds the distiller for a method name, with the documented defaults.
@@ -416,6 +408,8 @@ def build_distiller(
         teacher_features: the teacher's penultimate (pre-logit) layer; used
             by `vid_lp` with `vid_lp_target="features"`.
         student_features: the student's penultimate layer; needed by `vid_lp`.
+        teacher_preprocessing: an optional Keras layer applied to the inputs
+            before the teacher only; see `keras_vid.Distiller`.
         **overrides: any key of `DEFAULTS` (for example `kd_temperature=2.0`,
             `at_weight=500.0`, `fitnet_pair=("t_stage1", "s_stage1")`,
             `dkd_warmup_steps=66`) that configures one of the chosen methods.
@@ -479,7 +473,9 @@ def build_distiller(
                 for t, s in _vid_i_pairs(hp, pairs, teacher_features, student_features)
             )
         elif part == "vid_lp":
-            vid_pairs.append(_vid_lp_pair(hp, teacher_features, student_features))
+            vid_pairs.append(
+                _vid_lp_pair(hp, teacher, student, teacher_features, student_features)
+            )
 
     if vid_pairs:
         return VIDDistiller(
@@ -494,8 +490,11 @@ def build_distiller(
             # KD is an explicit part of the method ("vid_i+kd"), in `terms`.
             kd_weight=None,
             terms=terms,
+            teacher_preprocessing=teacher_preprocessing,
         )
-    return Distiller(teacher, student, terms=terms)
+    return Distiller(
+        teacher, student, terms=terms, teacher_preprocessing=teacher_preprocessing
+    )
 
 
 def _vid_i_pairs(hp, pairs, teacher_features, student_features):
@@ -515,7 +514,7 @@ def _vid_i_pairs(hp, pairs, teacher_features, student_features):
     return chosen
 
 
-def _vid_lp_pair(hp, teacher_features, student_features):
+def _vid_lp_pair(hp, teacher, student, teacher_features, student_features):
     target = hp["vid_lp_target"]
     if target not in ("logits", "features"):
         raise ValueError(
@@ -533,5 +532,20 @@ def _vid_lp_pair(hp, teacher_features, student_features):
             "vid_lp_target='features' needs `teacher_features`, the teacher's "
             "penultimate layer name."
         )
+    if target == "logits":
+        t_shape, s_shape = (
+            [tuple(o.shape) for o in m.outputs] for m in (teacher, student)
+        )
+        if len(t_shape) != 1 or len(s_shape) != 1 or t_shape[0][-1] != s_shape[0][-1]:
+            # A regressor could map to any width, but the paper's VID-LP
+            # transfers the teacher's class evidence to the same classes; with
+            # another label space that target means nothing for the student.
+            raise ValueError(
+                "Method 'vid_lp' regresses the teacher's logits, so the teacher "
+                "and the student must predict the same classes. Received: "
+                f"teacher logits shape {t_shape}, student logits shape {s_shape}. "
+                "For a teacher of another task, use 'vid_i' (intermediate layers "
+                "only)."
+            )
     teacher_layer = OUTPUT if target == "logits" else teacher_features
     return LayerPair(teacher_layer, student_features, weight=hp["vid_lp_weight"])

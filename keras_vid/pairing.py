@@ -12,11 +12,11 @@ outputs.
 
 import collections
 import dataclasses
-import difflib
 import math
 
 import keras
 
+from keras_vid.errors import unknown_name
 from keras_vid.taps import TapExtractor, _graph, _has_graph, check_graph_model
 
 RULES = ("deep+features", "last+features", "all+features", "all", "features")
@@ -27,6 +27,10 @@ _DROPOUT = (
     keras.layers.GaussianDropout,
     keras.layers.GaussianNoise,
     keras.layers.AlphaDropout,
+)
+_GLOBAL_POOLING = (
+    keras.layers.GlobalAveragePooling2D,
+    keras.layers.GlobalMaxPooling2D,
 )
 # Layers that only move, pad or rescale pixels: their output is never a stage.
 _PASSIVE = _DROPOUT + (
@@ -240,6 +244,9 @@ def find_features(model):
     Its input is the features, or the layer before it when that input comes
     from a Dropout.
 
+    A headless model, whose output is a global pooling (`keras.applications`
+    with `include_top=False, pooling="avg"`), has its output as features.
+
     Args:
         model: a functional or built Sequential `keras.Model`.
 
@@ -263,6 +270,10 @@ def find_features(model):
     if len(outputs) != 1 or outputs[0] < 0:
         return None
     i = outputs[0]
+    if isinstance(calls[i].layer, _GLOBAL_POOLING) and calls[i].once:
+        # A headless model (keras.applications with include_top=False,
+        # pooling="avg") ends in its features: there is no classifier.
+        return Tap(calls[i].path, calls[i].shape)
     while i is not None and not _weighted(calls[i].layer):
         if len(calls[i].inputs) != 1:
             return None
@@ -326,11 +337,7 @@ def suggest_pairs(teacher, student, rule="deep+features"):
     check_graph_model(teacher, "teacher")
     check_graph_model(student, "student")
     if rule not in RULES:
-        close = difflib.get_close_matches(str(rule), RULES, n=2, cutoff=0.5)
-        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        raise ValueError(
-            f"Unknown pairing rule {rule!r}.{hint} Valid: {', '.join(RULES)}."
-        )
+        raise unknown_name("pairing rule", rule, RULES, n=2)
     t_stages, s_stages = find_stages(teacher), find_stages(student)
     t_feat, s_feat = find_features(teacher), find_features(student)
     stage_pairs = _align_by_scale(teacher, t_stages, student, s_stages)

@@ -84,8 +84,7 @@ def cache_teacher(distiller, dataset, cache_path="", shuffle_buffer=None, seed=0
     distiller.fit(cached, epochs=200)
     ```
     """
-    extractor = distiller._extractors.teacher
-    if extractor is None:
+    if distiller._extractors.teacher is None:
         return dataset  # no term reads the teacher
     spec = dataset.element_spec
     if not isinstance(spec, tuple):
@@ -100,7 +99,7 @@ def cache_teacher(distiller, dataset, cache_path="", shuffle_buffer=None, seed=0
     batch_size = int(_check_deterministic(dataset)[0].shape[0])
 
     def add_taps(x, *rest):
-        _, taps = extractor(x, training=False)
+        taps = distiller.teacher_taps(x)
         return ({INPUTS_KEY: x, TAPS_KEY: tuple(taps)}, *rest)
 
     if not isinstance(dataset.element_spec, tuple):

@@ -11,7 +11,7 @@ The search space, by hyperparameter name (`DEFAULT_SEARCH_SPACE`):
 | name              | default search                  | value when not searched     |
 |-------------------|---------------------------------|-----------------------------|
 | `vid_weight`      | 0.1 .. 100, log                 | -                           |
-| `init_variance`   | 0.1 .. 10, log                  | -                           |
+| `init_variance`   | 0.2 .. 10, log                  | -                           |
 | `learning_rate`   | 0.005 .. 0.2, log               | -                           |
 | `use_pair_<i>`    | True / False, per candidate pair| True (every pair used)      |
 | `use_kd`          | True / False                    | -                           |
@@ -55,7 +55,6 @@ student = tuning.best_student(tuner, "runs/tune/best_student.keras")
 
 import contextlib
 import csv
-import difflib
 import inspect
 import math
 import os
@@ -70,13 +69,14 @@ from keras_tuner.engine.hyperparameters import Boolean, Fixed
 from keras_vid import data as data_lib
 from keras_vid import experiment
 from keras_vid.callbacks import NonFiniteLossError, TerminateOnNonFinite, save_atomic
-from keras_vid.distiller import VIDDistiller
+from keras_vid.distiller import EPS, VIDDistiller
+from keras_vid.errors import unknown_name
 from keras_vid.methods import DEFAULTS
 from keras_vid.transfer.kd import KDTerm
 
 DEFAULT_SEARCH_SPACE = {
     "vid_weight": (0.1, 100.0, "log"),
-    "init_variance": (0.1, 10.0, "log"),
+    "init_variance": (0.2, 10.0, "log"),
     "learning_rate": (0.005, 0.2, "log"),
     "use_kd": True,
 }
@@ -116,12 +116,6 @@ TUNERS = ("random", "bayesian", "hyperband")
 
 def _pair_name(i):
     return f"use_pair_{i}"
-
-
-def _unknown_key(what, key, valid):
-    close = difflib.get_close_matches(str(key), valid, n=3, cutoff=0.5)
-    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    return ValueError(f"Unknown {what} {key!r}.{hint} Valid: {', '.join(valid)}.")
 
 
 def _check_range(name, spec):
@@ -337,7 +331,8 @@ class VIDHyperModel(kt.HyperModel):
             `keras_vid.experiment.lr_schedule`, over the steps of `epochs`.
         epochs: the epochs the schedule spans. Defaults to the `epochs` each
             `fit` is given; for Hyperband pass its `max_epochs`.
-        eps: VID's variance floor. Defaults to 1e-5.
+        eps: VID's variance floor. Defaults to `VIDDistiller`'s (0.1, in the
+            units of its standardised targets).
         reduction: VID's `"mean"` (default) or `"sum"`.
         seed: if set, every trial's first execution starts from the same
             student and regressor weights (`keras.utils.set_random_seed(seed)`
@@ -386,7 +381,7 @@ class VIDHyperModel(kt.HyperModel):
         optimizer=None,
         lr_schedule="cosine",
         epochs=None,
-        eps=1e-5,
+        eps=EPS,
         reduction="mean",
         seed=None,
         dtype_policy=None,
@@ -443,6 +438,19 @@ class VIDHyperModel(kt.HyperModel):
         self.lr_schedule = lr_schedule
         self.epochs = epochs
         self.eps = eps
+        if "init_variance" in self.fixed:
+            lowest = self.fixed["init_variance"]
+        else:
+            spec = self.search_space["init_variance"]
+            lowest = min(spec) if isinstance(spec, list) else spec[0]
+        if not lowest > eps:
+            # Otherwise a trial would fail inside the search, not here.
+            raise ValueError(
+                "Every `init_variance` the search can try must exceed `eps`, since "
+                f"sigma^2 = softplus(alpha) + eps > eps. Received: lowest "
+                f"init_variance {lowest!r}, eps={eps!r}. Raise the range's low "
+                "end, or lower `eps`."
+            )
         self.reduction = reduction
         self.seed = seed
         self.dtype_policy = (
@@ -461,7 +469,7 @@ class VIDHyperModel(kt.HyperModel):
         for what, d in (("search_space key", search_space), ("fixed key", fixed)):
             for key in d:
                 if key not in valid:
-                    raise _unknown_key(what, key, valid)
+                    raise unknown_name(what, key, valid)
         both = sorted(set(search_space) & set(fixed))
         if both:
             raise ValueError(

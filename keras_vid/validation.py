@@ -41,11 +41,11 @@ def _as_xy(element):
 def check_fit_data(distiller, x=None, y=None):
     """Raises a clear error for data that cannot train `distiller`.
 
-    Checks: the data is not empty; the images' shape matches the teacher's
-    (and so the student's) input; integer class labels lie in
-    `[0, number of student outputs)`; and, when a term needs the labels
-    (`TransferTerm.needs_labels`), that there are labels and that they are
-    class ids or one-hot rows.
+    Checks: the data is not empty; the images' shape matches the student's
+    input (the teacher's too, unless `teacher_preprocessing` adapts it);
+    integer class labels lie in `[0, number of student outputs)`; and, when
+    a term needs the labels (`TransferTerm.needs_labels`), that there are
+    labels and that they are class ids or one-hot rows.
 
     Args:
         distiller: a `keras_vid.Distiller`.
@@ -73,15 +73,17 @@ def check_fit_data(distiller, x=None, y=None):
         return
     if flat and hasattr(flat[0], "shape") and len(flat[0]) == 0:
         raise ValueError("The training data is empty (0 examples).")
-    expected = [tuple(t.shape[1:]) for t in distiller.teacher.inputs]
+    # The student's inputs: the teacher's too, unless teacher_preprocessing
+    # adapts them for it.
+    expected = [tuple(t.shape[1:]) for t in distiller.student.inputs]
     got = [tuple(np.shape(t)[1:]) for t in flat]
     if len(got) == len(expected) and any(
         len(g) != len(e) or any(a is not None and a != b for a, b in zip(e, g))
         for g, e in zip(got, expected)
     ):
         raise ValueError(
-            f"The data's inputs have shape {got} (without batch), but the teacher "
-            f"'{distiller.teacher.name}' expects {expected}. Resize or reshape the "
+            f"The data's inputs have shape {got} (without batch), but the student "
+            f"'{distiller.student.name}' expects {expected}. Resize or reshape the "
             "images (for example with the dataset the teacher was trained on), or "
             "use a teacher built for this input shape."
         )

@@ -16,6 +16,8 @@ import common
 from keras_vid import experiment
 
 common.define_flags()
+# `--help` lists the shared flags too, not only this file's.
+flags.adopt_module_key_flags(common)
 flags.DEFINE_list("methods", ["student", "kd", "vid_i", "vid_i+kd"], "Methods.")
 flags.DEFINE_list("seeds", ["0"], "Seeds.")
 flags.DEFINE_enum(
@@ -35,7 +37,7 @@ def main(argv):
     del argv
     strategy = common.setup()
     teacher_spec, arch, student = common.teacher_and_archs(default_student="mlp")
-    teacher, _ = common.get_teacher(teacher_spec, FLAGS.dataset, FLAGS.output_dir)
+    teacher, _ = common.get_teacher(teacher_spec, common.dataset(), FLAGS.output_dir)
     overrides = common.parse_overrides(FLAGS.overrides)
     if FLAGS.mlp_pairs == "features":
         overrides = {**MLP_FEATURES, **overrides}
@@ -52,7 +54,7 @@ def main(argv):
             )
             print(f"{method} seed={seed}")
             results.append(experiment.distill(cfg, teacher, strategy=strategy))
-    title = f"{FLAGS.dataset}: {arch} -> MLP, test accuracy (%)"
+    title = f"{common.dataset()}: {arch} -> MLP, test accuracy (%)"
     print(experiment.write_results(results, FLAGS.output_dir, title))
 
 

@@ -5,24 +5,61 @@ import os
 
 from absl import flags
 
-from keras_vid import distribute, experiment
+from keras_vid import data, distribute, experiment, methods
 
 FLAGS = flags.FLAGS
 
 
 def define_flags(method_default="vid_i", verbose_default=1):
     """Defines the flags every distillation recipe takes."""
-    flags.DEFINE_enum(
+    flags.DEFINE_string(
         "dataset",
         "fashion_mnist",
-        ["fashion_mnist", "mnist", "cifar10", "cifar100"],
-        "Data set, loaded offline through keras_vid.data.",
+        "Data set, loaded offline through keras_vid.data: "
+        f"{', '.join(data.NAMES)}, optionally with a class selection such as "
+        "fashion_mnist:5-9 (those classes, relabelled 0, 1, ...).",
+    )
+    flags.register_validator(
+        "dataset",
+        lambda name: data.split_classes(name)[0] in data.NAMES,
+        message=f"--dataset must be one of {', '.join(data.NAMES)}, optionally "
+        "followed by a class selection such as :5-9; for your own images use "
+        "--data_dir.",
+    )
+    flags.DEFINE_string(
+        "data_dir",
+        None,
+        "A folder of your own images, in place of --dataset: "
+        "PATH/train/<class>/*.png|jpg and optionally PATH/test/<class>/... (else "
+        "a fixed 20%% of each class is the test split). A suffix such as :0-4 "
+        "keeps those classes (also for --dataset, e.g. fashion_mnist:5-9).",
+    )
+    flags.DEFINE_integer(
+        "image_size",
+        None,
+        "With --data_dir: resize every image to this height and width.",
+        lower_bound=1,
     )
     flags.DEFINE_string(
         "teacher",
         None,
-        "A saved teacher (.keras) or a zoo architecture name; when an "
-        "architecture is given, a teacher is trained and cached in --output_dir.",
+        "A saved teacher (.keras), a zoo architecture name (a teacher is then "
+        "trained and cached in --output_dir), or a keras.applications model "
+        "such as keras.applications.MobileNetV2 (see --teacher_weights).",
+    )
+    flags.DEFINE_string(
+        "teacher_weights",
+        "imagenet",
+        "For a keras.applications teacher: imagenet (downloaded once into "
+        "Keras's cache; offline, the error says which file to place where), a "
+        "weights file, or none.",
+    )
+    flags.DEFINE_integer(
+        "teacher_image_size",
+        96,
+        "For a keras.applications teacher: its input size; it sees the "
+        "student's images resized to it, in RGB, with its own preprocessing.",
+        lower_bound=32,
     )
     flags.DEFINE_string(
         "teacher_arch",
@@ -32,7 +69,12 @@ def define_flags(method_default="vid_i", verbose_default=1):
     )
     flags.DEFINE_string("student", None, "Student architecture (keras_vid.models).")
     flags.DEFINE_string(
-        "method", method_default, "keras_vid.methods name, e.g. vid_i, kd, vid_i+kd."
+        "method",
+        method_default,
+        "One of " + ", ".join(methods.available_methods()) + ", or several "
+        "joined by '+' to add their terms, e.g. vid_i+kd (VID on the taps plus "
+        "KD on the logits) or at+dist. 'student' trains the student alone. "
+        "Their settings: --overrides (keys: keras_vid.methods.DEFAULTS).",
     )
     flags.DEFINE_integer(
         "samples_per_class", 100, "Training images per class (0 = all).", lower_bound=0
@@ -114,7 +156,8 @@ def config_from_flags(teacher_arch, student_arch, **fields):
     Every recipe builds its runs from this, so a new flag reaches them all.
     """
     cfg = {
-        "dataset": FLAGS.dataset,
+        "dataset": dataset(),
+        "image_size": FLAGS.image_size,
         "teacher": teacher_arch,
         "student": student_arch,
         "method": FLAGS.method,
@@ -127,11 +170,16 @@ def config_from_flags(teacher_arch, student_arch, **fields):
         "seed": FLAGS.seed,
         "manual_dir": FLAGS.manual_dir,
         "strategy": FLAGS.strategy,
-        "teacher_cache": use_teacher_cache(FLAGS.dataset),
+        "teacher_cache": use_teacher_cache(dataset()),
         "verbose": FLAGS.verbose,
         "overrides": parse_overrides(FLAGS.overrides),
     }
     return experiment.DistillConfig(**{**cfg, **fields})
+
+
+def dataset():
+    """`--data_dir` if given, else `--dataset`: what every data loader takes."""
+    return FLAGS.data_dir or FLAGS.dataset
 
 
 def use_teacher_cache(dataset):
@@ -143,6 +191,7 @@ def use_teacher_cache(dataset):
 
 def get_teacher(spec, dataset, output_dir, seed=0):
     """Loads or trains the teacher the flags name."""
+    weights = FLAGS.teacher_weights
     return experiment.get_teacher(
         spec,
         dataset,
@@ -151,6 +200,9 @@ def get_teacher(spec, dataset, output_dir, seed=0):
         seed=seed,
         manual_dir=FLAGS.manual_dir,
         samples_per_class=FLAGS.teacher_samples_per_class or None,
+        weights=None if weights.lower() == "none" else weights,
+        teacher_image_size=FLAGS.teacher_image_size,
+        image_size=FLAGS.image_size,
     )
 
 

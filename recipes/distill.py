@@ -6,12 +6,14 @@
 
 import json
 
-from absl import app
+from absl import app, flags
 
 import common
 from keras_vid import experiment
 
 common.define_flags()
+# `--help` lists the shared flags too, not only this file's.
+flags.adopt_module_key_flags(common)
 FLAGS = common.FLAGS
 
 

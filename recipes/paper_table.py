@@ -28,6 +28,8 @@ import common
 from keras_vid import experiment
 
 common.define_flags()
+# `--help` lists the shared flags too, not only this file's.
+flags.adopt_module_key_flags(common)
 flags.DEFINE_list(
     "methods",
     ["student", "kd", "fitnet", "at", "vid_i", "vid_i+kd"],
@@ -110,14 +112,14 @@ def main(argv):
     )
     if previous:
         print(f"Resuming: {len(previous)} runs already in {FLAGS.output_dir}")
-    teacher, acc = common.get_teacher(teacher_spec, FLAGS.dataset, FLAGS.output_dir)
+    teacher, acc = common.get_teacher(teacher_spec, common.dataset(), FLAGS.output_dir)
     paper = (
         experiment.PAPER_CIFAR10
         if FLAGS.dataset == "cifar10"
         and (arch, base.student) == ("wrn-40-2", "wrn-16-1")
         else None
     )
-    title = f"{FLAGS.dataset}: {arch} -> {base.student}, test accuracy (%)"
+    title = f"{common.dataset()}: {arch} -> {base.student}, test accuracy (%)"
 
     def checkpoint(results):
         # Written after every run, so an interrupted grid keeps what it has.

@@ -15,6 +15,8 @@ import common
 from keras_vid import experiment
 
 common.define_flags()
+# `--help` lists the shared flags too, not only this file's.
+flags.adopt_module_key_flags(common)
 flags.DEFINE_list("sizes", ["100"], "Images per class (N).")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
 flags.DEFINE_list("variants", None, "Variant labels to run (default: all).")
@@ -52,16 +54,16 @@ def main(argv):
     teacher_spec, arch, student = common.teacher_and_archs()
     results = experiment.previous_results(
         FLAGS.output_dir,
-        dataset=FLAGS.dataset,
+        dataset=common.dataset(),
         teacher=arch,
         student=student,
         epochs=FLAGS.epochs,
         clipnorm=FLAGS.clipnorm or None,
     )
-    teacher, _ = common.get_teacher(teacher_spec, FLAGS.dataset, FLAGS.output_dir)
+    teacher, _ = common.get_teacher(teacher_spec, common.dataset(), FLAGS.output_dir)
     done = {(r["method"], r["samples_per_class"], r["seed"]) for r in results}
     labels = FLAGS.variants or list(VARIANTS)
-    title = f"{FLAGS.dataset}: {arch} -> {student}, test accuracy (%)"
+    title = f"{common.dataset()}: {arch} -> {student}, test accuracy (%)"
     for n in [int(v) for v in FLAGS.sizes]:
         for seed in [int(v) for v in FLAGS.seeds]:
             for label in labels:

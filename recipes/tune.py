@@ -42,6 +42,8 @@ from keras_vid import distribute, experiment, methods, tuning
 from keras_vid.callbacks import save_atomic
 
 common.define_flags(verbose_default=2)
+# `--help` lists the shared flags too, not only this file's.
+flags.adopt_module_key_flags(common)
 flags.DEFINE_enum("tuner", "random", list(tuning.TUNERS), "KerasTuner search.")
 flags.DEFINE_integer(
     "max_trials",
@@ -158,7 +160,7 @@ def resolve_teacher(spec, t_arch):
     """Returns `(teacher file, teacher architecture)`, training it if needed."""
     is_path = spec.endswith(".keras") or os.path.sep in spec
     teacher, acc = common.get_teacher(
-        spec, FLAGS.dataset, FLAGS.output_dir, seed=FLAGS.seed
+        spec, common.dataset(), FLAGS.output_dir, seed=FLAGS.seed
     )
     if is_path:
         return spec, FLAGS.teacher_arch or t_arch
@@ -166,7 +168,8 @@ def resolve_teacher(spec, t_arch):
     n = FLAGS.teacher_samples_per_class
     path = os.path.join(
         FLAGS.output_dir,
-        f"teacher_{spec}_{FLAGS.dataset}{f'_n{n}' if n else ''}.keras",
+        f"teacher_{spec}_{experiment.slug(common.dataset())}"
+        f"{f'_n{n}' if n else ''}.keras",
     )
     if not os.path.exists(path):
         # The cache is named otherwise: give the trials a file of their own.
@@ -200,7 +203,7 @@ def main(argv):
 
     spc = FLAGS.samples_per_class or None
     train, val = tuning.load_search_data(
-        FLAGS.dataset,
+        common.dataset(),
         spc,
         val_per_class=FLAGS.val_per_class,
         seed=FLAGS.seed,
@@ -210,7 +213,7 @@ def main(argv):
     )
     hypermodel = tuning.VIDHyperModel(
         teacher_path,
-        functools.partial(experiment.build_model, s_arch, FLAGS.dataset),
+        functools.partial(experiment.build_model, s_arch, common.dataset()),
         pairs,
         search_space=search_space,
         fixed=fixed,
@@ -238,21 +241,21 @@ def main(argv):
         **tuner_kwargs,
     )
     print(
-        f"Searching {FLAGS.tuner}: {t_arch} -> {s_arch} on {FLAGS.dataset}, "
+        f"Searching {FLAGS.tuner}: {t_arch} -> {s_arch} on {common.dataset()}, "
         f"N={spc or 'all'}, validation={FLAGS.validation}, "
         f"pairs {hypermodel.pair_names or pairs}"
     )
     tuner.search(train, validation_data=val, epochs=FLAGS.epochs, verbose=FLAGS.verbose)
 
     title = (
-        f"{FLAGS.dataset}, N={spc or 'all'}: {t_arch} -> {s_arch}, "
+        f"{common.dataset()}, N={spc or 'all'}: {t_arch} -> {s_arch}, "
         f"{FLAGS.tuner} search, {tuner.oracle.objective.name}"
     )
     table = tuning.write_trials(tuner, FLAGS.output_dir, title)
     student_path = os.path.join(FLAGS.output_dir, "best_student.keras")
     student = tuning.best_student(tuner, student_path)
     test = data_lib.load(
-        FLAGS.dataset, "test", batch_size=512, manual_dir=FLAGS.manual_dir
+        common.dataset(), "test", batch_size=512, manual_dir=FLAGS.manual_dir
     )
     test_logs = student.evaluate(test, verbose=0, return_dict=True)
     best = tuner.oracle.get_best_trials(1)[0]

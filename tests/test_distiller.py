@@ -369,3 +369,25 @@ def test_public_api():
     assert keras_vid.VIDDistiller is VIDDistiller
     assert issubclass(VIDDistiller, keras_vid.Distiller)
     assert issubclass(VIDDistiller, keras.Model)
+
+
+@pytest.mark.parametrize("how", ["same model", "shared backbone"])
+@pytest.mark.parametrize("cls", [keras_vid.Distiller, VIDDistiller])
+def test_student_sharing_teacher_layers_is_refused(how, cls):
+    teacher = conv_net(8, "t_", seed=1)
+    if how == "same model":
+        student = teacher
+    else:
+        # A student that reuses the teacher's first stage as its backbone.
+        backbone = keras.Model(teacher.input, teacher.get_layer("t_stage1").output)
+        x = inp = keras.Input((8, 8, 1), name="image")
+        x = keras.layers.GlobalAveragePooling2D(name="s_features")(backbone(x))
+        student = keras.Model(inp, keras.layers.Dense(3, name="s_logits")(x))
+    trainable = len(teacher.trainable_weights)
+    kwargs = {"terms": []} if cls is keras_vid.Distiller else {}
+    match = "same model" if how == "same model" else r"share 6 weights.*t_conv1"
+    with pytest.raises(ValueError, match=match + r".*clone_model"):
+        cls(teacher, student, **kwargs)
+    # Refused before the teacher is frozen, so the user's models are untouched.
+    assert len(teacher.trainable_weights) == trainable
+    assert student.trainable_weights

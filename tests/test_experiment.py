@@ -211,3 +211,27 @@ def test_write_results_replaces_files_atomically(tmp_path, monkeypatch):
         "results.json",
         "results.md",
     ]
+
+
+def test_recipe_help_lists_every_method_and_the_shared_flags():
+    import subprocess
+    import sys
+
+    from keras_vid.methods import available_methods
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run(
+        [sys.executable, "recipes/distill.py", "--help"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    # absl's --help exits with status 1, so the text is what is checked.
+    text = " ".join(proc.stdout.split())
+    assert "--method" in text, proc.stderr[-2000:]
+    for name in available_methods():
+        assert f" {name}," in text or f" {name}, or" in text, name
+    assert "joined by '+'" in text
+    for flag in ("--dataset", "--samples_per_class", "--overrides"):
+        assert flag in text

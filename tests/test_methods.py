@@ -230,3 +230,14 @@ def test_vid_i_pairs_deep_stages_and_features_by_default(teacher):
     assert [t.student_layer for t in every.vid_terms] == ["s_stage1", "s_stage2"]
     with pytest.raises(ValueError, match="vid_i_layers"):
         build("vid_i", teacher, vid_i_layers="shallow")
+
+
+def test_vid_lp_refuses_other_classes():
+    # docs/errors.md row 19: the teacher's logits are VID-LP's target, which
+    # only means something for a student of the same classes.
+    teacher = conv_net(8, "t_", classes=4, seed=1)
+    with pytest.raises(ValueError, match=r"same classes.*\(None, 4\).*\(None, 3\)"):
+        build("vid_lp", teacher)
+    # The features target and VID-I take any label space.
+    assert isinstance(build("vid_lp", teacher, vid_lp_target="features"), VIDDistiller)
+    assert isinstance(build("vid_i", teacher), VIDDistiller)

@@ -317,3 +317,18 @@ def test_describe_pairs_shows_shapes(cnn, cnn_small):
         "  stage3 (7, 7, 128) <- stage3 (7, 7, 32)\n"
         "  features (128,) <- features (32,)"
     )
+
+
+def test_headless_model_ends_in_its_features():
+    # keras.applications with include_top=False, pooling="avg": no classifier,
+    # the pooled output is the features (not the last conv before it).
+    headless = keras.applications.MobileNetV2(
+        input_shape=(32, 32, 3),
+        alpha=0.35,
+        weights=None,
+        include_top=False,
+        pooling="avg",
+    )
+    features = find_features(headless)
+    assert (features.path, features.shape) == (headless.layers[-1].name, (1280,))
+    assert find_features(get_model("cnn-small")).path == "features"

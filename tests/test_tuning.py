@@ -334,3 +334,23 @@ def test_holdout_validation_is_disjoint_from_training(monkeypatch):
     assert np.bincount(val_labels).tolist() == [20] * classes
     with pytest.raises(ValueError, match="validation='test'"):
         tuning.load_search_data("fashion_mnist", None)
+
+
+def test_variance_floor_follows_the_distiller_and_bounds_the_range(teacher_path):
+    from keras_vid.distiller import EPS
+    from keras_vid.transfer import VIDTerm
+
+    hm = hypermodel(teacher_path)
+    assert hm.eps == EPS
+    terms = [t for t in hm.build(kt.HyperParameters()).terms if isinstance(t, VIDTerm)]
+    assert len(terms) == len(PAIRS) and all(t.eps == EPS for t in terms)
+    # Each range's low end, or a fixed value, at or under the floor fails now,
+    # not in the middle of a search.
+    for kwargs in (
+        {"search_space": {"init_variance": (0.05, 5.0, "log")}},
+        {"search_space": {"init_variance": [0.1, 1.0]}},
+        {"fixed": {"init_variance": 0.1}},
+    ):
+        with pytest.raises(ValueError, match="must exceed `eps`"):
+            hypermodel(teacher_path, **kwargs)
+    assert hypermodel(teacher_path, eps=1e-5, fixed={"init_variance": 0.1})
