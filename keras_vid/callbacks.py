@@ -2,6 +2,7 @@
 
 import math
 import os
+import sys
 import tempfile
 
 import keras
@@ -65,6 +66,66 @@ class TerminateOnNonFinite(keras.callbacks.Callback):
         self.model.stop_training = True
         if self.raise_error:
             raise NonFiniteLossError(self.message)
+
+
+class RunProgress(keras.callbacks.Callback):
+    """One progress line per run of a grid, with the grid's overall bar.
+
+    `run 4/6 (at)  epoch 9/30  loss 0.512  [#########-----------]  45%`
+
+    On a terminal the line is redrawn in place after every epoch and kept
+    when the run ends; elsewhere (a log file, CI) only the finished run's
+    line is written. It replaces Keras's progress bars (use `verbose=0`).
+
+    Args:
+        run: this run's number, from 1.
+        total: the number of runs in the grid.
+        label: what the run is, e.g. the method's name.
+        stream: where to write; defaults to `sys.stdout`.
+        width: the bar's width in characters.
+
+    Example:
+
+    ```python
+    for i, method in enumerate(methods):
+        distiller.fit(ds, epochs=30, verbose=0,
+                      callbacks=[RunProgress(i + 1, len(methods), method)])
+    ```
+    """
+
+    def __init__(self, run, total, label, stream=None, width=20):
+        super().__init__()
+        self.run, self.total, self.label = int(run), int(total), str(label)
+        self.stream = stream or sys.stdout
+        self.width = int(width)
+        self._line = ""
+
+    def _render(self, epoch, logs):
+        epochs = self.params.get("epochs") or 1
+        share = (self.run - 1 + (epoch + 1) / epochs) / max(self.total, 1)
+        filled = round(share * self.width)
+        loss = (logs or {}).get("loss")
+        loss = f"  loss {float(loss):.3f}" if loss is not None else ""
+        return (
+            f"run {self.run}/{self.total} ({self.label})  epoch {epoch + 1}/{epochs}"
+            f"{loss}  [{'#' * filled}{'-' * (self.width - filled)}]  {share:4.0%}"
+        )
+
+    def _tty(self):
+        return getattr(self.stream, "isatty", lambda: False)()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._line = self._render(epoch, logs)
+        if self._tty():
+            self.stream.write("\r" + self._line)
+            self.stream.flush()
+
+    def on_train_end(self, logs=None):
+        if self._tty():
+            self.stream.write("\n")
+        elif self._line:
+            self.stream.write(self._line + "\n")
+        self.stream.flush()
 
 
 def save_atomic(model, filepath, **kwargs):

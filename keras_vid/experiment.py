@@ -764,6 +764,9 @@ def previous_results(output_dir, **expected):
 def plot_accuracy(results, path, title=""):
     """Plots test accuracy against N per method, with std error bars.
 
+    With a single N it draws one bar per method (a line through one point
+    per method says nothing).
+
     Example:
 
     ```python
@@ -777,6 +780,31 @@ def plot_accuracy(results, path, title=""):
 
     stats = summarise(results)
     fig, ax = plt.subplots(figsize=(6, 4))
+    sizes = sorted({n for (_, n) in stats if n is not None})
+    if len(sizes) == 1:
+        names = [
+            m
+            for m in dict.fromkeys(r["method"] for r in results)
+            if (m, sizes[0]) in stats
+        ]
+        means = [stats[(m, sizes[0])]["mean"] for m in names]
+        ax.bar(
+            range(len(names)),
+            means,
+            yerr=[stats[(m, sizes[0])]["std"] for m in names],
+            capsize=3,
+            color=[f"C{i % 10}" for i in range(len(names))],
+        )
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+        low = min(means) - 2 * max(stats[(m, sizes[0])]["std"] or 1 for m in names)
+        ax.set_ylim(max(0.0, low), None)
+        ax.set_ylabel(f"test accuracy (%), N={sizes[0]}")
+        ax.set_title(title)
+        ax.grid(alpha=0.3, axis="y")
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        return
     for m in dict.fromkeys(r["method"] for r in results):
         ns = sorted(n for (mm, n) in stats if mm == m and n is not None)
         if not ns:

@@ -12,6 +12,7 @@ import time
 from absl import app, flags
 
 from keras_vid import experiment
+from keras_vid.callbacks import RunProgress
 
 flags.DEFINE_string("output_dir", "runs/demo", "Where results are written.")
 flags.DEFINE_list(
@@ -24,6 +25,9 @@ flags.DEFINE_integer("epochs", 30, "Student epochs.")
 flags.DEFINE_integer("teacher_epochs", 2, "Teacher epochs (all 60000 images).")
 flags.DEFINE_integer("seed", 0, "Seed.")
 flags.DEFINE_string("manual_dir", None, "Directory with the Fashion-MNIST files.")
+flags.DEFINE_integer(
+    "verbose", 0, "0: one progress line per run; 1: Keras's progress bars."
+)
 FLAGS = flags.FLAGS
 
 
@@ -39,13 +43,16 @@ def main(argv):
         epochs=FLAGS.teacher_epochs,
         seed=FLAGS.seed,
         manual_dir=FLAGS.manual_dir,
+        # Trained once; a line per epoch, or Keras's bars with --verbose.
+        verbose=FLAGS.verbose or 2,
     )
     if acc is not None:
         print(f"Teacher test accuracy: {100 * acc:.2f}%")
     print(f"Step 2/3: distil at N={FLAGS.samples_per_class} images per class")
     results = []
     for i, method in enumerate(FLAGS.methods):
-        print(f"[{i + 1}/{len(FLAGS.methods)}] {method}")
+        if FLAGS.verbose:
+            print(f"[{i + 1}/{len(FLAGS.methods)}] {method}")
         cfg = experiment.DistillConfig(
             dataset="fashion_mnist",
             teacher="cnn",
@@ -58,10 +65,13 @@ def main(argv):
             # Fashion-MNIST is not augmented, so the teacher's taps are
             # computed once and reused every epoch.
             teacher_cache=True,
-            verbose=1,
+            verbose=FLAGS.verbose,
         )
-        results.append(experiment.distill(cfg, teacher))
-        print(f"    test accuracy {100 * results[-1]['test_accuracy']:.2f}%")
+        progress = (
+            [] if FLAGS.verbose else [RunProgress(i + 1, len(FLAGS.methods), method)]
+        )
+        results.append(experiment.distill(cfg, teacher, callbacks=progress))
+        print(f"    {method}: test accuracy {100 * results[-1]['test_accuracy']:.2f}%")
     print("Step 3/3: results")
     title = f"Fashion-MNIST, N={FLAGS.samples_per_class}: cnn -> cnn-small"
     print(experiment.write_results(results, FLAGS.output_dir, title))

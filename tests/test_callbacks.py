@@ -1,5 +1,6 @@
 """Non-finite losses stop training with a named culprit; saves are atomic."""
 
+import io
 import os
 
 import keras
@@ -8,7 +9,12 @@ import pytest
 from conftest import ce_loss
 
 from keras_vid import VIDDistiller
-from keras_vid.callbacks import NonFiniteLossError, TerminateOnNonFinite, save_atomic
+from keras_vid.callbacks import (
+    NonFiniteLossError,
+    RunProgress,
+    TerminateOnNonFinite,
+    save_atomic,
+)
 
 
 def test_non_finite_vid_pair_is_named(models, data):
@@ -71,3 +77,35 @@ def test_save_atomic_keeps_old_file_on_crash(models, tmp_path, monkeypatch):
     loaded = keras.saving.load_model(path, safe_mode=True)
     np.testing.assert_array_equal(loaded.get_weights()[0], student.get_weights()[0])
     assert os.path.getsize(path) > 0
+
+
+def _tiny_fit(callback, epochs=3):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile("sgd", "mse")
+    x = np.random.default_rng(0).random((8, 4), dtype="float32")
+    model.fit(x, np.zeros((8, 2)), epochs=epochs, verbose=0, callbacks=[callback])
+
+
+def test_run_progress_writes_one_line_per_run_off_a_terminal():
+    stream = io.StringIO()
+    _tiny_fit(RunProgress(2, 4, "at", stream=stream))
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1
+    # Run 2 of 4 finished: half the grid, 10 of the 20 cells.
+    assert lines[0].startswith("run 2/4 (at)  epoch 3/3  loss ")
+    assert lines[0].endswith("[##########----------]   50%")
+
+
+def test_run_progress_redraws_in_place_on_a_terminal():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    _tiny_fit(RunProgress(1, 2, "vid", stream=stream, width=4), epochs=2)
+    text = stream.getvalue()
+    redraws = text.split("\r")[1:]
+    assert [r.split("  ")[1] for r in redraws] == ["epoch 1/2", "epoch 2/2"]
+    # 1/2 of run 1 is 25% of the grid, all of it 50%; one final newline.
+    assert redraws[0].endswith("[#---]   25%") and redraws[1].endswith("[##--]   50%\n")

@@ -235,3 +235,41 @@ def test_recipe_help_lists_every_method_and_the_shared_flags():
     assert "joined by '+'" in text
     for flag in ("--dataset", "--samples_per_class", "--overrides"):
         assert flag in text
+
+
+def test_plot_is_a_bar_chart_for_one_n_and_lines_for_several(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.axes import Axes
+
+    calls = []
+    for name in ("bar", "errorbar"):
+        original = getattr(Axes, name)
+
+        def spy(self, *args, _name=name, _original=original, **kwargs):
+            calls.append((_name, len(args[0])))
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(Axes, name, spy)
+
+    def rows(sizes):
+        return [
+            {
+                "method": m,
+                "samples_per_class": n,
+                "seed": s,
+                "test_accuracy": a + s / 100,
+            }
+            for m, a in (("student", 0.8), ("vid_i", 0.85))
+            for n in sizes
+            for s in (0, 1)
+        ]
+
+    experiment.plot_accuracy(rows([100]), str(tmp_path / "one.png"))
+    # (Axes.bar draws its own error bars through errorbar.)
+    assert calls[0] == ("bar", 2) and len(calls) <= 2
+    assert (tmp_path / "one.png").stat().st_size > 0
+    calls.clear()
+    experiment.plot_accuracy(rows([100, 500]), str(tmp_path / "two.png"))
+    assert calls == [("errorbar", 2), ("errorbar", 2)]
