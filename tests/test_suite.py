@@ -36,6 +36,15 @@ def test_split_is_fixed_and_disjoint():
     assert sum(s.startswith("mlp") for s in students) >= 2  # CNN to MLP, twice
     assert "mobilenetv2" in students  # depthwise-separable
     assert "cnn-nobn" in [t for t, _ in pairs.values()]  # no BatchNorm
+    # Round 3's held-out pairs are new: no pair, and no label, seen before.
+    r3 = suite.HELD_OUT_R3
+    assert len(r3) >= 5 and not set(r3) & set(pairs)
+    assert not set(r3.values()) & set(pairs.values())
+    assert any(s.startswith("wrn") for _, s in r3.values())  # a ResNet student
+    assert sum(s.startswith("mlp") for _, s in r3.values()) >= 2
+    for teacher, student in r3.values():  # every name builds
+        experiment.build_model(teacher, "fashion_mnist")
+        experiment.build_model(student, "fashion_mnist")
 
 
 def test_logit_baselines_build_with_their_authors_settings():
