@@ -28,6 +28,7 @@ from keras_vid import distribute, pairing, validation
 from keras_vid.taps import OUTPUT, TapExtractor, check_graph_model, find_layer
 from keras_vid.teacher_cache import split_cached
 from keras_vid.transfer.base import TransferTerm, check_weight, with_regressor
+from keras_vid.transfer.dist import DISTTerm
 from keras_vid.transfer.kd import KDTerm
 from keras_vid.transfer.vid import REDUCTIONS, VIDTerm, check_variance
 
@@ -39,6 +40,11 @@ VECTOR_STUDENT_WEIGHT = 1.0
 EPS = 0.1
 KD_WEIGHT = 1.0
 REGRESSOR_BATCH_NORM = True
+# The logit term beside VID: DIST for a student with feature maps, KD for a
+# vector student (docs/results.md, "Round 3"). DIST with its authors' weight.
+LOGITS = "auto"
+LOGIT_CHOICES = ("auto", "kd", "dist", None)
+DIST_WEIGHT = 2.0
 
 logger = logging.getLogger("keras_vid")
 
@@ -699,11 +705,13 @@ def _check_kd_outputs(teacher, student):
     t, s = teacher.outputs, student.outputs
     if len(t) != 1 or len(s) != 1 or t[0].shape[-1] != s[0].shape[-1]:
         raise ValueError(
-            "The default VIDDistiller adds KD on the logits, which needs a teacher "
-            "and a student with one output each of the same number of classes. "
-            f"Teacher outputs: {[tuple(o.shape) for o in t]}; student outputs: "
-            f"{[tuple(o.shape) for o in s]}. For a teacher of another task (transfer "
-            "learning), pass kd_weight=None: VID alone needs no shared classes."
+            "The default VIDDistiller adds a term on the logits (DIST, or KD for "
+            "a vector student), which needs a teacher and a student with one "
+            "output each of the same number of classes. Teacher outputs: "
+            f"{[tuple(o.shape) for o in t]}; student outputs: "
+            f"{[tuple(o.shape) for o in s]}. For a teacher of another task "
+            "(transfer learning), pass logits=None (or kd_weight=None): VID alone "
+            "needs no shared classes."
         )
 
 
@@ -719,8 +727,9 @@ class VIDDistiller(Distiller):
     `VIDDistiller(teacher, student)` with nothing else is the recommended
     recipe, chosen on the generalisation suite's tuning pairs and then run
     once on held-out pairs (`recipes/suite.py`, `docs/results.md`): pairs
-    found from the two graphs, teacher taps standardised per channel, and KD
-    on the logits. It trains with a plain `SGD(0.05, momentum=0.9)`, no clip.
+    found from the two graphs, teacher taps standardised per channel, and
+    DIST on the logits (KD for a student without feature maps). It trains
+    with a plain `SGD(0.05, momentum=0.9)`, no clip.
 
     Args:
         teacher: a trained functional or Sequential `keras.Model`; frozen.
@@ -749,9 +758,14 @@ class VIDDistiller(Distiller):
             (`Distiller.calibrate`, run by `fit`), which makes lambda, the
             variance and `eps` independent of the teacher's activation
             scale. Defaults to True.
-        kd_weight: the weight of a `keras_vid.transfer.KDTerm` on the logits,
-            or `None` for VID alone (the paper's VID-I; needed when the two
-            models predict different classes). Defaults to 1.0.
+        logits: the term on the logits beside VID. `"auto"` (default):
+            DIST (`keras_vid.transfer.DISTTerm`, its authors' weight 2,
+            beta 1, gamma 1, tau 1) for a student with feature maps, KD for a
+            student without (an MLP), as chosen on the suite's tuning pairs.
+            `"kd"`, `"dist"`, or `None` for VID alone (the paper's VID-I;
+            needed when the two models predict different classes).
+        kd_weight: KD's weight when KD is the logit term; `None` also turns
+            the logit term off (as `logits=None`). Defaults to 1.0.
         kd_temperature: KD's temperature. Defaults to 4.0.
         regressor_batch_norm: whether the default map-to-map regressors have
             BatchNorm after their hidden 1x1 convs, which makes the Gaussian's
@@ -791,6 +805,7 @@ class VIDDistiller(Distiller):
         kd_temperature=4.0,
         regressor_batch_norm=REGRESSOR_BATCH_NORM,
         terms=(),
+        logits=LOGITS,
         name="vid_distiller",
         **kwargs,
     ):
@@ -831,11 +846,22 @@ class VIDDistiller(Distiller):
                 f"reduction={reduction!r}."
             )
         extra_terms = list(terms or [])
+        if logits not in LOGIT_CHOICES:
+            raise ValueError(
+                f"`logits` must be one of {LOGIT_CHOICES}. Received: logits={logits!r}."
+            )
         kd_terms = []
         if kd_weight is not None:
             kd_weight = check_weight(kd_weight, "kd_weight")
+        choice = None if kd_weight is None else logits
+        if choice == "auto":
+            choice = "dist" if pairing.find_stages(student) else "kd"
+        if choice is not None:
             _check_kd_outputs(teacher, student)
+        if choice == "kd":
             kd_terms = [KDTerm(weight=kd_weight, temperature=kd_temperature)]
+        elif choice == "dist":
+            kd_terms = [DISTTerm(weight=DIST_WEIGHT)]
         self.pairs = pairs
         self.vid_weight = (
             list(weights) if isinstance(vid_weight, (list, tuple)) else weights[0]
@@ -843,6 +869,7 @@ class VIDDistiller(Distiller):
         self.init_variance, self.eps, self.reduction = init_variance, eps, reduction
         self.standardize = bool(standardize)
         self.kd_weight, self.kd_temperature = kd_weight, kd_temperature
+        self.logits = logits
         self.regressor_batch_norm = bool(regressor_batch_norm)
         self.extra_terms = extra_terms
         vid_terms = [
@@ -891,6 +918,8 @@ class VIDDistiller(Distiller):
             "standardize": False,
             "kd_weight": None,
             "regressor_batch_norm": False,
+            # Files from before `logits` had KD (when kd_weight was set).
+            "logits": "kd",
             **config,
         }
         return super().from_config(config)
@@ -908,6 +937,7 @@ class VIDDistiller(Distiller):
                 "standardize": self.standardize,
                 "kd_weight": self.kd_weight,
                 "kd_temperature": self.kd_temperature,
+                "logits": self.logits,
                 "regressor_batch_norm": self.regressor_batch_norm,
                 "terms": [
                     keras.saving.serialize_keras_object(t) for t in self.extra_terms

@@ -101,6 +101,28 @@ def scale_for_replicas(value):
     return value if r == 1 else value * ops.cast(1.0 / r, value.dtype)
 
 
+def gather_across_replicas(value):
+    """Concatenates `value` from every replica along axis 0, with gradients.
+
+    A term that depends on the whole batch (DIST's intra-class relation)
+    computes it on the gathered global batch, so it equals one device's.
+    `all_gather`'s gradient sums the replicas' upstream gradients and keeps
+    this replica's rows, so after `scale_for_replicas` and the optimizer's
+    all-reduce the gradient is one device's too. Outside a multi-replica
+    step it returns `value`.
+
+    Example:
+
+    >>> gather_across_replicas([[1.0, 2.0]]).shape
+    TensorShape([1, 2])
+    """
+    value = ops.convert_to_tensor(value)
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_gather(value, axis=0)
+
+
 def unscale_for_replicas(value):
     """Inverse of `scale_for_replicas`, for logging.
 

@@ -20,7 +20,9 @@ Methods (`--methods`):
 - `fitnet`: FitNet (weight 100) on the middle stage pair found by
   `keras_vid.pairing` (the features pair for an MLP student).
 - `at`: AT (beta 1000) on every stage pair; not defined for an MLP student.
-- `vid`: `VIDDistiller(teacher, student)`, nothing else: the defaults.
+- `vid`: `VIDDistiller(teacher, student)`, nothing else: the defaults
+  (since round 3, DIST on the logits for a student with feature maps, KD
+  for a vector student; in rounds 1-2, KD for every student: `vid_kd`).
 - `vid_nokd`: the same with `kd_weight=None` (the paper's VID-I alone).
 
 The later logit baselines (`LOGIT_METHODS`, by name only), each with its
@@ -31,7 +33,9 @@ authors' defaults (`keras_vid.methods.DEFAULTS`):
 - `dist`: DIST (weight 2, beta 1, gamma 1, tau 1).
 - `kd_ls`: KD on standardised logits with its authors' recipe (T 2,
   weight 9).
-- `vid_dist`: `VIDDistiller(teacher, student)` with DIST in place of KD.
+- `vid_dist`: VID with DIST on the logits, whatever the student.
+- `vid_kd`: VID with KD on the logits, whatever the student: the rounds-1-2
+  default, before `logits="auto"` (DIST for students with feature maps).
 
 `--variants` adds tuning variants: a JSON object `{label: VIDDistiller
 keyword arguments}`, or `tuning` for `TUNING_VARIANTS`; `"pairs"` may be a
@@ -105,7 +109,7 @@ SPLITS = {
 METHODS = ("student", "kd", "keras_kd", "fitnet", "at", "vid", "vid_nokd")
 # The logit baselines of issue 18, with their authors' defaults
 # (`keras_vid.methods.DEFAULTS`); `--methods=...,dkd,dist,kd_ls` adds them.
-LOGIT_METHODS = ("dkd", "dist", "kd_ls", "vid_dist")
+LOGIT_METHODS = ("dkd", "dist", "kd_ls", "vid_dist", "vid_kd")
 
 # The variants tried on the tuning pairs (seed 0, N=100) before the defaults
 # were fixed; `--variants=tuning` runs them all. "std": standardised taps;
@@ -255,6 +259,9 @@ def build(method, variants):
             return VIDDistiller(teacher, student, kd_weight=None, terms=[_dist()])
         if method == "vid_nokd":
             return VIDDistiller(teacher, student, kd_weight=None)
+        if method == "vid_kd":
+            # The rounds-1-2 default: KD beside VID whatever the student.
+            return VIDDistiller(teacher, student, logits="kd")
         kwargs = dict(variants[method])
         features_weight = kwargs.pop("features_weight", None)
         split_weight = kwargs.pop("split_weight", False)

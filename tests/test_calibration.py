@@ -149,21 +149,41 @@ def test_saved_statistics_survive_reload_and_are_not_remeasured(models, data, tm
             np.testing.assert_array_equal(u, v)
 
 
-def test_default_adds_kd_and_kd_weight_none_removes_it(models):
+def test_logits_choose_the_logit_term_and_none_removes_it(models):
     teacher, student = models
-    d = keras_vid.VIDDistiller(teacher, student, pairs=PAIRS)
-    assert [type(t).__name__ for t in d.terms] == ["VIDTerm", "VIDTerm", "KDTerm"]
-    assert d.terms[-1].weight == 1.0 and d.terms[-1].temperature == 4.0
+    names = {
+        logits: [
+            type(t).__name__
+            for t in keras_vid.VIDDistiller(
+                teacher, student, pairs=PAIRS, logits=logits
+            ).terms
+        ][2:]
+        for logits in ("auto", "dist", "kd", None)
+    }
+    # A student with feature maps: DIST by default.
+    assert names == {
+        "auto": ["DISTTerm"],
+        "dist": ["DISTTerm"],
+        "kd": ["KDTerm"],
+        None: [],
+    }
+    dist = keras_vid.VIDDistiller(teacher, student, pairs=PAIRS).terms[-1]
+    assert (dist.weight, dist.beta, dist.gamma, dist.temperature) == (2, 1, 1, 1)
+    kd = keras_vid.VIDDistiller(teacher, student, pairs=PAIRS, logits="kd").terms[-1]
+    assert kd.weight == 1.0 and kd.temperature == 4.0
     d = keras_vid.VIDDistiller(teacher, student, pairs=PAIRS, kd_weight=None)
     assert [type(t).__name__ for t in d.terms] == ["VIDTerm", "VIDTerm"]
+    with pytest.raises(ValueError, match="`logits` must be one of"):
+        keras_vid.VIDDistiller(teacher, student, pairs=PAIRS, logits="dkd")
 
 
 def test_kd_default_with_other_classes_says_to_turn_it_off():
     teacher = conv_net(8, "t_", classes=5, seed=1)
     student = conv_net(4, "s_", classes=3, seed=2)
-    with pytest.raises(ValueError, match="kd_weight=None"):
+    with pytest.raises(ValueError, match="logits=None"):
         keras_vid.VIDDistiller(teacher, student, pairs=PAIRS)
     keras_vid.VIDDistiller(teacher, student, pairs=PAIRS, kd_weight=None)
+    keras_vid.VIDDistiller(teacher, student, pairs=PAIRS, logits=None)
 
 
 def test_configs_saved_before_standardisation_load_as_trained(models):
@@ -173,9 +193,24 @@ def test_configs_saved_before_standardisation_load_as_trained(models):
         teacher, student, pairs=PAIRS, kd_weight=None, standardize=False
     ).get_config()
     del config["standardize"], config["kd_weight"], config["kd_temperature"]
+    del config["logits"]
     loaded = keras_vid.VIDDistiller.from_config(config)
     assert [type(t).__name__ for t in loaded.terms] == ["VIDTerm", "VIDTerm"]
     assert not any(t.standardize for t in loaded.vid_terms)
+
+
+def test_configs_saved_before_logits_load_with_their_kd(models):
+    """A file from before `logits` trained KD beside VID; it loads so."""
+    teacher, student = models
+    config = keras_vid.VIDDistiller(teacher, student, pairs=PAIRS, logits="kd")
+    config = config.get_config()
+    del config["logits"]
+    loaded = keras_vid.VIDDistiller.from_config(config)
+    assert [type(t).__name__ for t in loaded.terms][-1] == "KDTerm"
+    again = keras_vid.VIDDistiller.from_config(
+        keras_vid.VIDDistiller(teacher, student, pairs=PAIRS).get_config()
+    )
+    assert [type(t).__name__ for t in again.terms][-1] == "DISTTerm"
 
 
 def test_overflowing_teacher_taps_fail_calibration_clearly(data):

@@ -9,7 +9,7 @@ from conftest import ce_loss, conv_net
 
 import keras_vid
 from keras_vid import LayerPair, VIDDistiller
-from keras_vid.distiller import KD_WEIGHT, VID_WEIGHT
+from keras_vid.distiller import DIST_WEIGHT, KD_WEIGHT, VID_WEIGHT
 
 PAIRS = [("t_stage1", "s_stage1"), ("t_stage2", "s_stage2")]
 
@@ -61,31 +61,51 @@ def test_fit_logs_and_vid_terms_decrease(models, data):
     assert all(np.array_equal(a, b) for a, b in zip(before, after))  # incl. BN stats
 
 
-def test_default_adds_kd_to_the_logs(models, data):
-    """The default distiller: standardised VID terms, then KD on the logits."""
+def test_default_adds_dist_to_the_logs(models, data):
+    """The default distiller: standardised VID terms, then DIST on the logits."""
     x, y = data
     teacher, student = models
     d = VIDDistiller(teacher, student, PAIRS)
     d.compile(keras.optimizers.SGD(0.05, momentum=0.9), loss=ce_loss())
-    assert [type(t).__name__ for t in d.terms] == ["VIDTerm", "VIDTerm", "KDTerm"]
+    assert [type(t).__name__ for t in d.terms] == ["VIDTerm", "VIDTerm", "DISTTerm"]
     assert all(t.standardize for t in d.vid_terms)
     hist = d.fit(x, y, batch_size=8, epochs=2, verbose=0).history
-    for key in ("loss", "task_loss", "vid_loss", "kd_loss", "kd/output"):
+    for key in ("loss", "task_loss", "vid_loss", "dist_loss", "dist/output"):
         assert key in hist
     np.testing.assert_allclose(
         hist["loss"],
-        np.add(hist["task_loss"], np.add(hist["vid_loss"], hist["kd_loss"])),
+        np.add(hist["task_loss"], np.add(hist["vid_loss"], hist["dist_loss"])),
         rtol=1e-5,
         atol=1e-6,
     )
     np.testing.assert_allclose(
-        hist["kd_loss"], KD_WEIGHT * np.array(hist["kd/output"]), rtol=1e-5
+        hist["dist_loss"], DIST_WEIGHT * np.array(hist["dist/output"]), rtol=1e-5
     )
     np.testing.assert_allclose(
         hist["vid_loss"],
         VID_WEIGHT * np.add(hist["vid/s_stage1"], hist["vid/s_stage2"]),
         rtol=1e-5,
         atol=1e-5,
+    )
+
+
+def test_default_adds_kd_for_a_vector_student(data):
+    """A student without feature maps (an MLP) gets KD beside VID."""
+    x, y = data
+    teacher = conv_net(8, "t_", seed=1)
+    keras.utils.set_random_seed(2)
+    inp = keras.Input((8, 8, 1))
+    h = keras.layers.Dense(16, activation="relu", name="s_features")(
+        keras.layers.Flatten()(inp)
+    )
+    student = keras.Model(inp, keras.layers.Dense(3, name="s_logits")(h))
+    d = VIDDistiller(teacher, student)
+    assert [type(t).__name__ for t in d.terms] == ["VIDTerm", "KDTerm"]
+    assert d.terms[-1].weight == KD_WEIGHT and d.terms[-1].temperature == 4.0
+    d.compile(keras.optimizers.SGD(0.05, momentum=0.9), loss=ce_loss())
+    hist = d.fit(x, y, batch_size=8, epochs=1, verbose=0).history
+    np.testing.assert_allclose(
+        hist["kd_loss"], KD_WEIGHT * np.array(hist["kd/output"]), rtol=1e-5
     )
 
 

@@ -19,16 +19,18 @@ Per example and across replicas. A term returns one loss per example:
 `tau^2 * (beta * inter_i + gamma * intra)`, the batch's intra value repeated,
 so the distiller's batch mean is DIST exactly. Sample weights weight each
 example's inter term and scale intra by the batch's mean weight. Under
-`tf.distribute`, intra is computed on each replica's own share of the batch,
-as the authors' PyTorch DistributedDataParallel training computes it on each
-GPU's; the logged value is then the mean inter plus the replicas' mean
-intra, and it differs from one device's (`tests/test_logit_terms.py` checks
-both against NumPy).
+`tf.distribute`, intra is computed on the global batch, gathered from every
+replica (`keras_vid.distribute.gather_across_replicas`), so the value and
+the gradient equal one device's (`tests/test_logit_terms.py` checks the
+value against NumPy, `tests/distribute/test_mirrored.py` the training).
+The authors' PyTorch DistributedDataParallel training computes intra on
+each GPU's share instead, which makes it depend on the number of GPUs.
 """
 
 import keras
 from keras import ops
 
+from keras_vid.distribute import gather_across_replicas
 from keras_vid.taps import OUTPUT
 from keras_vid.transfer.base import TransferTerm, check_weight
 from keras_vid.transfer.kd import check_logit_shapes
@@ -100,8 +102,8 @@ class DISTTerm(TransferTerm):
     """DIST: the teacher's class correlations, per example and per class.
 
     Per example, `tau^2 * (beta * inter_i + gamma * intra)`, where `intra`
-    is the batch's (the module docstring explains the per-replica batch
-    under `tf.distribute`). It has no trainable weights.
+    is the batch's (the global batch under `tf.distribute`). It has no
+    trainable weights.
 
     Defaults: `beta=1.0`, `gamma=1.0`, `temperature=1.0` as the authors'
     `DIST(beta=1, gamma=1, tau=1)` (hunto/image_classification_sota,
@@ -151,7 +153,12 @@ class DISTTerm(TransferTerm):
         check_logit_shapes(self, teacher_shape, student_shape, per_example=True)
 
     def call(self, teacher, student, training=False):
-        inter, intra = dist_relations(teacher, student, self.temperature)
+        inter, _ = dist_relations(teacher, student, self.temperature)
+        _, intra = dist_relations(
+            gather_across_replicas(teacher),
+            gather_across_replicas(student),
+            self.temperature,
+        )
         scale = self.temperature * self.temperature
         return scale * (self.beta * inter + self.gamma * intra)
 

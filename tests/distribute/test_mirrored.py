@@ -29,11 +29,14 @@ def run_check(*flags):
 )
 def test_two_replicas_match_one_device(flags):
     # "--defaults": the default VIDDistiller, whose fit() calibrates the
-    # standardised terms first and which adds KD; the others pin VID alone.
+    # standardised terms first and which adds DIST (its intra-class term on
+    # the gathered global batch); the others pin VID alone, or with KD.
     report = run_check(*flags)
     assert "vid/s_stage1" in report["keys"]
-    if "--kd" in flags or "--defaults" in flags:
+    if "--kd" in flags:
         assert "kd/output" in report["keys"]
+    if "--defaults" in flags:
+        assert "dist/output" in report["keys"]
     assert report["max_weight_diff"] < 1e-5
     assert report["max_log_diff"] < 1e-5
 
