@@ -12,7 +12,7 @@ channels and normalises, measured from the family's own `preprocess_input`.
 
     teacher = applications_teacher("MobileNetV2", input_shape=(96, 96, 3))
     prep = applications_preprocessing("MobileNetV2", (28, 28, 1), teacher)
-    distiller = keras_vid.VIDDistiller(teacher, student, kd_weight=None,
+    distiller = keras_vid.VIDDistiller(teacher, student, logits=None,
                                        teacher_preprocessing=prep)
 """
 
