@@ -856,9 +856,10 @@ def _tfds_prepared(name, data_dir):
 
 def _load_tfds(spec, split, manual_dir, data_dir):
     import tensorflow_datasets as tfds
-    from tensorflow_datasets.core.download.download_manager import (
-        NonMatchingChecksumError,
-    )
+
+    from keras_vid._compat import tfds_checksum_error
+
+    NonMatchingChecksumError = tfds_checksum_error()
 
     builder = tfds.builder(spec.name, data_dir=data_dir)
     with contextlib.ExitStack() as stack:

@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_vid import distribute, pairing, validation
+from keras_vid import _compat, distribute, pairing, validation
 from keras_vid.taps import OUTPUT, TapExtractor, check_graph_model, find_layer
 from keras_vid.teacher_cache import split_cached
 from keras_vid.transfer.base import TransferTerm, check_weight, with_regressor
@@ -325,7 +325,7 @@ class Distiller(keras.Model):
         >>> #                       from_logits=True), metrics=["accuracy"])
         """
         super().compile(optimizer=optimizer, loss=loss, **kwargs)
-        self._exclude_from_weight_decay()
+        self._exclude_variances_from_decay()
 
     def compile_from_config(self, config):
         # Keras skips compile() on load when it is overridden; ours only adds
@@ -335,7 +335,7 @@ class Distiller(keras.Model):
         if self.optimizer is not None and self.built:
             self.optimizer.build(self.trainable_variables)
 
-    def _exclude_from_weight_decay(self):
+    def _exclude_variances_from_decay(self):
         opt = getattr(self.optimizer, "inner_optimizer", self.optimizer)
         variables = [v for term in self.terms for v in term.no_decay_variables()]
         if opt is None or not variables:
@@ -346,12 +346,7 @@ class Distiller(keras.Model):
                 "VID variances cannot be excluded from its weight decay. Pass a new "
                 "optimizer instance."
             )
-        # exclude_from_weight_decay() replaces earlier exclusions: keep the user's.
-        ids = set(getattr(opt, "_exclude_from_weight_decay", None) or ())
-        pattern = getattr(opt, "_exclude_from_weight_decay_pattern", None)
-        opt.exclude_from_weight_decay(var_list=variables)
-        opt._exclude_from_weight_decay |= ids
-        opt._exclude_from_weight_decay_pattern = pattern
+        _compat.add_weight_decay_exclusions(opt, variables)
 
     # ---------------------------------------------------------------- forward
 

@@ -76,6 +76,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from keras_vid import _compat
+
 
 def num_replicas():
     """Number of replicas of the current `tf.distribute` strategy (1 if none).
@@ -172,7 +174,7 @@ def clip_across_replicas(optimizer, grads):
     # scale_loss multiplies by the dynamic loss scale (1 without mixed precision).
     loss_scale = tf.cast(optimizer.scale_loss(1.0), "float32")
     unscaled = [t / tf.cast(loss_scale, t.dtype) for t in total]
-    clipped = inner._clip_gradients(unscaled)
+    clipped = _compat.clip_gradients(inner, unscaled)
     r = ctx.num_replicas_in_sync
     share = [c * tf.cast(loss_scale / r, c.dtype) for c in clipped]
     finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(t)) for t in total])
@@ -258,10 +260,9 @@ def is_multi_worker(strategy=None):
     False
     """
     strategy = strategy or tf.distribute.get_strategy()
-    return (
-        isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-        and strategy.extended._in_multi_worker_mode()
-    )
+    return isinstance(
+        strategy, tf.distribute.MultiWorkerMirroredStrategy
+    ) and _compat.in_multi_worker_mode(strategy)
 
 
 def worker_index(strategy=None):
@@ -398,7 +399,7 @@ def symbolic_build(model, iterator=None, data_batch=None):
             keras_vid.distribute.symbolic_build(self, iterator, data_batch)
     ```
     """
-    strategy = model._distribute_strategy
+    strategy = _compat.distribute_strategy(model)
     if strategy is None:
         # As in Keras: without a strategy, building waits for the first trace.
         return
@@ -408,7 +409,7 @@ def symbolic_build(model, iterator=None, data_batch=None):
             data_batch = local_batch(next(it), strategy)
             break
     with strategy.scope():
-        model._symbolic_build(data_batch=data_batch)
+        _compat.symbolic_build(model, data_batch=data_batch)
 
 
 def _add_replica_axis(value):

@@ -16,6 +16,7 @@ import math
 
 import keras
 
+from keras_vid import _compat
 from keras_vid.errors import unknown_name
 from keras_vid.taps import TapExtractor, _graph, _has_graph, check_graph_model
 
@@ -88,9 +89,9 @@ def _flatten(model, prefix, alias, calls):
     inputs and of its outer outputs to the ids of the tensors they stand for.
     """
     graph = _graph(model)
-    # Private but needed: the graph's nodes. Deeper nodes come first, and no
-    # edge joins two nodes of the same depth, so this order is topological.
-    by_depth = graph._nodes_by_depth
+    # Deeper nodes come first, and no edge joins two nodes of the same
+    # depth, so this order is topological.
+    by_depth = _compat.nodes_by_depth(graph)
     nodes = [n for d in sorted(by_depth, reverse=True) for n in by_depth[d]]
     counts = collections.Counter(id(n.operation) for n in nodes)
     for node in nodes:

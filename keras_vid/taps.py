@@ -11,6 +11,8 @@ import difflib
 
 import keras
 
+from keras_vid import _compat
+
 OUTPUT = None
 """Tap name that stands for the model's own output (for example its logits)."""
 
@@ -63,7 +65,7 @@ def check_graph_model(model, role):
 
 def _graph(model):
     """The functional graph behind a Functional or built Sequential model."""
-    return model._functional if isinstance(model, keras.Sequential) else model
+    return _compat.functional_graph(model)
 
 
 def _all_layer_names(model, prefix=""):
@@ -135,7 +137,7 @@ def _single_output(layer, graph, model, role, path):
     # same layers add nodes of their own.
     nodes = [
         node
-        for depth_nodes in graph._nodes_by_depth.values()
+        for depth_nodes in _compat.nodes_by_depth(graph).values()
         for node in depth_nodes
         if node.operation is layer
     ]

@@ -66,8 +66,8 @@ import numpy as np
 import tensorflow as tf
 from keras_tuner.engine.hyperparameters import Boolean, Fixed
 
+from keras_vid import _compat, experiment
 from keras_vid import data as data_lib
-from keras_vid import experiment
 from keras_vid.callbacks import NonFiniteLossError, TerminateOnNonFinite, save_atomic
 from keras_vid.distiller import EPS, VIDDistiller
 from keras_vid.errors import unknown_name
@@ -744,9 +744,7 @@ def make_objective(objective="val_accuracy", direction=None):
         elif "accuracy" in base or base in ("acc", "auc", "precision", "recall"):
             direction = "max"
         else:
-            from keras_tuner.src.engine import metrics_tracking
-
-            direction = metrics_tracking.infer_metric_direction(name)
+            direction = _compat.infer_metric_direction(name)
     if direction not in ("min", "max"):
         raise ValueError(
             f"Cannot tell whether to minimise or maximise {name!r}. Pass "

@@ -1,0 +1,230 @@
+"""Every private Keras, TensorFlow, keras-tuner and tfds API keras-vid uses.
+
+Each helper below is the only place its private name is read, and says why
+no public API does the job. Method overrides of private hooks (which cannot
+be wrapped) are listed in `PRIVATE`, with the module that overrides them.
+`tests/test_compat.py` checks every entry of `PRIVATE` against the installed
+packages, so an upgrade that removes one fails there with a message naming
+it, rather than deep inside a training step.
+
+Checked against Keras 3.15, TensorFlow 2.21, keras-tuner 1.4 and
+tensorflow-datasets 4.9.
+"""
+
+import keras
+
+# (owner, private name, where keras-vid uses it, why).
+PRIVATE = (
+    (
+        "keras.Sequential",
+        "_functional",
+        "taps, pairing",
+        "A built Sequential model's layer graph; no public accessor.",
+    ),
+    (
+        "keras.Model (functional)",
+        "_nodes_by_depth",
+        "taps, pairing",
+        "The graph's nodes in topological order, to find stages and to "
+        "refuse a layer called twice; no public accessor.",
+    ),
+    (
+        "keras.optimizers.Optimizer",
+        "_exclude_from_weight_decay",
+        "distiller",
+        "exclude_from_weight_decay() replaces earlier exclusions; reading them "
+        "keeps the user's own when the VID variances are added.",
+    ),
+    (
+        "keras.optimizers.Optimizer",
+        "_exclude_from_weight_decay_pattern",
+        "distiller",
+        "As above, for the name patterns.",
+    ),
+    (
+        "keras.optimizers.Optimizer",
+        "_clip_gradients",
+        "distribute",
+        "The optimizer's own clip (clipnorm, global_clipnorm, clipvalue), "
+        "applied once to the replicas' summed gradient.",
+    ),
+    (
+        "keras.Model",
+        "_compile_loss",
+        "distiller",
+        "The compiled task loss, called with sample weights inside "
+        "compute_loss, as Keras's own compute_loss does.",
+    ),
+    (
+        "keras.Model",
+        "_loss_tracker",
+        "distiller",
+        "The 'loss' metric Keras logs; train_step updates it with the total.",
+    ),
+    (
+        "keras.Model",
+        "_maybe_symbolic_build",
+        "Distiller override, distribute.symbolic_build",
+        "Keras 3.15 reduces a PerReplica batch here, which fails under "
+        "MultiWorkerMirroredStrategy (keras-team/keras#20585).",
+    ),
+    (
+        "keras.Model",
+        "_symbolic_build",
+        "distribute.symbolic_build",
+        "The build step Keras's own _maybe_symbolic_build calls.",
+    ),
+    (
+        "keras.Model",
+        "_distribute_strategy",
+        "distribute.symbolic_build",
+        "The strategy the model was created under, as Keras reads it.",
+    ),
+    (
+        "keras.Model",
+        "_make_function",
+        "Distiller override",
+        "Keras 3.15 reduces scalar logs with axis=0, which fails on several "
+        "workers (keras-team/keras#20585).",
+    ),
+    (
+        "tf.distribute.MultiWorkerMirroredStrategy.extended",
+        "_in_multi_worker_mode",
+        "distribute.is_multi_worker",
+        "Whether TF_CONFIG names several workers; no public accessor.",
+    ),
+    (
+        "keras_tuner.Tuner",
+        "_configure_tensorboard_dir",
+        "tuning (override)",
+        "keras-tuner 1.4 imports tensorboard in every trial here; skipped when "
+        "no TensorBoard callback needs it.",
+    ),
+    (
+        "keras_tuner.src.engine.metrics_tracking",
+        "infer_metric_direction",
+        "tuning.objective",
+        "keras-tuner's own min/max guess for a metric name.",
+    ),
+    (
+        "tensorflow_datasets.core.download.download_manager",
+        "NonMatchingChecksumError",
+        "data",
+        "The error tfds raises for a file whose checksum differs, turned into "
+        "keras-vid's DataVerificationError.",
+    ),
+)
+
+
+def functional_graph(model):
+    """The functional graph behind a functional or built Sequential model.
+
+    Example:
+
+    >>> m = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    >>> isinstance(functional_graph(m), keras.Model)
+    True
+    """
+    return model._functional if isinstance(model, keras.Sequential) else model
+
+
+def nodes_by_depth(graph):
+    """`{depth: [node, ...]}` of a functional graph; deeper nodes first.
+
+    Example:
+
+    >>> inp = keras.Input((2,))
+    >>> m = keras.Model(inp, keras.layers.Dense(1)(inp))
+    >>> sorted(nodes_by_depth(m))
+    [0, 1]
+    """
+    return graph._nodes_by_depth
+
+
+def add_weight_decay_exclusions(optimizer, variables):
+    """Excludes `variables` from `optimizer`'s weight decay, keeping earlier ones.
+
+    Example:
+
+    >>> opt = keras.optimizers.AdamW()
+    >>> v = keras.Variable(1.0)
+    >>> add_weight_decay_exclusions(opt, [v])
+    """
+    ids = set(getattr(optimizer, "_exclude_from_weight_decay", None) or ())
+    pattern = getattr(optimizer, "_exclude_from_weight_decay_pattern", None)
+    optimizer.exclude_from_weight_decay(var_list=variables)
+    optimizer._exclude_from_weight_decay |= ids
+    optimizer._exclude_from_weight_decay_pattern = pattern
+
+
+def clip_gradients(optimizer, grads):
+    """The optimizer's own gradient clip, applied to `grads`.
+
+    Example:
+
+    >>> opt = keras.optimizers.SGD(global_clipnorm=1.0)
+    >>> [float(g) for g in clip_gradients(opt, [keras.ops.array(3.0)])]
+    [1.0]
+    """
+    return optimizer._clip_gradients(grads)
+
+
+def in_multi_worker_mode(strategy):
+    """Whether a MultiWorkerMirroredStrategy spans several workers.
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> in_multi_worker_mode(tf.distribute.MirroredStrategy())
+    False
+    """
+    return strategy.extended._in_multi_worker_mode()
+
+
+def distribute_strategy(model):
+    """The `tf.distribute` strategy `model` was created under, or None.
+
+    Example:
+
+    >>> distribute_strategy(keras.Sequential()) is None
+    True
+    """
+    return model._distribute_strategy
+
+
+def infer_metric_direction(name):
+    """keras-tuner's guess of whether metric `name` is minimised or maximised.
+
+    Example:
+
+    >>> infer_metric_direction("val_accuracy")
+    'max'
+    """
+    from keras_tuner.src.engine import metrics_tracking
+
+    return metrics_tracking.infer_metric_direction(name)
+
+
+def tfds_checksum_error():
+    """The exception tfds raises for a downloaded file of another checksum.
+
+    Example:
+
+    >>> issubclass(tfds_checksum_error(), Exception)
+    True
+    """
+    from tensorflow_datasets.core.download import download_manager
+
+    return download_manager.NonMatchingChecksumError
+
+
+def symbolic_build(model, data_batch):
+    """Keras's symbolic build of `model` (its metrics, optimizer) from a batch.
+
+    Example:
+
+    ```python
+    symbolic_build(model, data_batch=(x, y))
+    ```
+    """
+    model._symbolic_build(data_batch=data_batch)
