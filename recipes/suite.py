@@ -149,6 +149,10 @@ TUNING_VARIANTS = {
     "mlp f l10 eps1e-2": {"vid_weight": 10, "eps": 0.01},
     "mlp f l1 eps0.1": {"vid_weight": 1, "eps": 0.1},
 }
+# They ran with KD beside VID, the default then (before logits="auto").
+TUNING_VARIANTS = {
+    label: {"logits": "kd", **kwargs} for label, kwargs in TUNING_VARIANTS.items()
+}
 
 flags.DEFINE_enum("split", "held_out", list(SPLITS), "Which pairs to run.")
 flags.DEFINE_list("pairs", None, "Pair labels to run (default: the split's).")
