@@ -254,6 +254,29 @@ def slug(dataset):
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(dataset)).strip("_")
 
 
+def is_teacher_file(spec):
+    """Whether a `--teacher` value names a saved model rather than an architecture.
+
+    Example:
+
+    >>> is_teacher_file("runs/teacher.keras"), is_teacher_file("wrn-40-2")
+    (True, False)
+    """
+    return spec.endswith(".keras") or os.path.sep in spec
+
+
+def teacher_cache_path(arch, dataset, cache_dir, samples_per_class=None):
+    """Where `get_teacher` caches a teacher it trains from an architecture name.
+
+    Example:
+
+    >>> teacher_cache_path("cnn", "fashion_mnist:0-4", "runs")
+    'runs/teacher_cnn_fashion_mnist_0-4.keras'
+    """
+    subset = f"_n{samples_per_class}" if samples_per_class else ""
+    return os.path.join(cache_dir, f"teacher_{arch}_{slug(dataset)}{subset}.keras")
+
+
 def load_teacher(path):
     """Loads a saved teacher with `safe_mode=True`, with a clear error.
 
@@ -318,10 +341,9 @@ def get_teacher(
     if spec.startswith(applications.PREFIX):
         size = (teacher_image_size, teacher_image_size, 3)
         return applications.applications_teacher(spec, weights, size), None
-    if spec.endswith(".keras") or os.path.sep in spec:
+    if is_teacher_file(spec):
         return load_teacher(spec), None
-    subset = f"_n{samples_per_class}" if samples_per_class else ""
-    path = os.path.join(cache_dir, f"teacher_{spec}_{slug(dataset)}{subset}.keras")
+    path = teacher_cache_path(spec, dataset, cache_dir, samples_per_class)
     if os.path.exists(path):
         return load_teacher(path), None
     return train_teacher(

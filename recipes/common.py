@@ -1,7 +1,6 @@
 """Flags shared by the recipes: data, models, method and training schedule."""
 
 import json
-import os
 
 from absl import flags
 
@@ -215,7 +214,7 @@ def teacher_and_archs(default_student=None, defaults=None):
     """
     t_arch, s_arch = defaults or default_archs(FLAGS.dataset)
     spec = FLAGS.teacher or t_arch
-    is_file = spec.endswith(".keras") or os.path.sep in spec
+    is_file = experiment.is_teacher_file(spec)
     arch = FLAGS.teacher_arch or (t_arch if is_file else spec)
     return spec, arch, FLAGS.student or default_student or s_arch
 
@@ -229,12 +228,18 @@ def default_archs(dataset):
 
 def parse_overrides(text):
     """Parses --overrides as a JSON object."""
+    return parse_json_flag("overrides", text)
+
+
+def parse_json_flag(name, text):
+    """Parses the JSON object a flag holds, or says what is wrong with it.
+
+    Parsed as JSON, never evaluated.
+    """
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
-        raise ValueError(
-            f"--overrides must be a JSON object. Received: {text!r}"
-        ) from e
+        raise ValueError(f"--{name} must be a JSON object. Received: {text!r}") from e
     if not isinstance(value, dict):
-        raise ValueError(f"--overrides must be a JSON object. Received: {text!r}")
+        raise ValueError(f"--{name} must be a JSON object. Received: {text!r}")
     return value

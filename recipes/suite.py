@@ -53,6 +53,7 @@ import os
 import keras
 from absl import app, flags, logging
 
+import common
 from keras_vid import data, experiment, pairing
 from keras_vid.callbacks import NonFiniteLossError
 from keras_vid.distiller import Distiller, VIDDistiller
@@ -302,7 +303,9 @@ def main(argv):
     del argv
     logging.set_verbosity(logging.INFO)
     variants = (
-        TUNING_VARIANTS if FLAGS.variants == "tuning" else json.loads(FLAGS.variants)
+        TUNING_VARIANTS
+        if FLAGS.variants == "tuning"
+        else common.parse_json_flag("variants", FLAGS.variants)
     )
     pairs = SPLITS[FLAGS.split]
     labels = FLAGS.pairs or list(pairs)

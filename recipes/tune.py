@@ -117,14 +117,7 @@ def parse_pairs(items, t_arch, s_arch):
 
 def parse_json(name):
     """Parses a JSON-object flag."""
-    text = FLAGS[name].value
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"--{name} must be a JSON object. Received: {text!r}") from e
-    if not isinstance(value, dict):
-        raise ValueError(f"--{name} must be a JSON object. Received: {text!r}")
-    return value
+    return common.parse_json_flag(name, FLAGS[name].value)
 
 
 def hypermodel_args():
@@ -158,18 +151,17 @@ def hypermodel_args():
 
 def resolve_teacher(spec, t_arch):
     """Returns `(teacher file, teacher architecture)`, training it if needed."""
-    is_path = spec.endswith(".keras") or os.path.sep in spec
+    is_path = experiment.is_teacher_file(spec)
     teacher, acc = common.get_teacher(
         spec, common.dataset(), FLAGS.output_dir, seed=FLAGS.seed
     )
     if is_path:
         return spec, FLAGS.teacher_arch or t_arch
-    # experiment.get_teacher's cache file for an architecture name.
-    n = FLAGS.teacher_samples_per_class
-    path = os.path.join(
+    path = experiment.teacher_cache_path(
+        spec,
+        common.dataset(),
         FLAGS.output_dir,
-        f"teacher_{spec}_{experiment.slug(common.dataset())}"
-        f"{f'_n{n}' if n else ''}.keras",
+        FLAGS.teacher_samples_per_class or None,
     )
     if not os.path.exists(path):
         # The cache is named otherwise: give the trials a file of their own.
