@@ -441,41 +441,20 @@ def build_distiller(
     _check_overrides(method, parts, overrides)
     hp = {k: overrides.get(k, v) for k, (v, _) in DEFAULTS.items()}
 
-    pairs = None
-    if any(p in ("at", "nst", "vid_i") for p in parts) or (
-        "fitnet" in parts and hp["fitnet_pair"] is None
-    ):
-        pairs = _tap_pairs(method, teacher_taps, student_taps)
-
-    terms = []
-    vid_pairs = []
+    ctx = _Context(
+        method,
+        teacher,
+        student,
+        teacher_taps,
+        student_taps,
+        teacher_features,
+        student_features,
+    )
+    terms, vid_pairs = [], []
     for part in parts:
-        if part in _LOGIT_TERMS:
-            cls, names = _LOGIT_TERMS[part]
-            terms.append(cls(**{n: hp[f"{part}_{n}"] for n in names}))
-        elif part == "fitnet":
-            hint = hp["fitnet_pair"] or pairs[len(pairs) // 2]
-            if not isinstance(hint, (tuple, list)) or len(hint) != 2:
-                raise ValueError(
-                    "`fitnet_pair` must be a (teacher layer, student layer) pair. "
-                    f"Received: fitnet_pair={hint!r}."
-                )
-            terms.append(FitNetTerm(*hint, weight=hp["fitnet_weight"]))
-        elif part == "at":
-            terms.extend(
-                ATTerm(t, s, weight=hp["at_weight"], p=hp["at_p"]) for t, s in pairs
-            )
-        elif part == "nst":
-            terms.extend(NSTTerm(t, s, weight=hp["nst_weight"]) for t, s in pairs)
-        elif part == "vid_i":
-            vid_pairs.extend(
-                LayerPair(t, s, weight=hp["vid_i_weight"])
-                for t, s in _vid_i_pairs(hp, pairs, teacher_features, student_features)
-            )
-        elif part == "vid_lp":
-            vid_pairs.append(
-                _vid_lp_pair(hp, teacher, student, teacher_features, student_features)
-            )
+        part_terms, part_pairs = _BUILDERS[part](hp, ctx)
+        terms.extend(part_terms)
+        vid_pairs.extend(part_pairs)
 
     if vid_pairs:
         return VIDDistiller(
@@ -495,6 +474,76 @@ def build_distiller(
     return Distiller(
         teacher, student, terms=terms, teacher_preprocessing=teacher_preprocessing
     )
+
+
+class _Context:
+    """What a method's builder may read: the models and the layers to pair."""
+
+    def __init__(self, method, teacher, student, t_taps, s_taps, t_feat, s_feat):
+        self.method, self.teacher, self.student = method, teacher, student
+        self._taps = (t_taps, s_taps)
+        self.teacher_features, self.student_features = t_feat, s_feat
+
+    @property
+    def pairs(self):
+        # Checked only for the methods that need intermediate pairs.
+        return _tap_pairs(self.method, *self._taps)
+
+
+def _logit(name):
+    cls, names = _LOGIT_TERMS[name]
+    return lambda hp, ctx: ([cls(**{n: hp[f"{name}_{n}"] for n in names})], [])
+
+
+def _fitnet(hp, ctx):
+    hint = hp["fitnet_pair"]
+    if hint is None:
+        pairs = ctx.pairs
+        hint = pairs[len(pairs) // 2]
+    if not isinstance(hint, (tuple, list)) or len(hint) != 2:
+        raise ValueError(
+            "`fitnet_pair` must be a (teacher layer, student layer) pair. "
+            f"Received: fitnet_pair={hint!r}."
+        )
+    return [FitNetTerm(*hint, weight=hp["fitnet_weight"])], []
+
+
+def _at(hp, ctx):
+    terms = [ATTerm(t, s, weight=hp["at_weight"], p=hp["at_p"]) for t, s in ctx.pairs]
+    return terms, []
+
+
+def _nst(hp, ctx):
+    return [NSTTerm(t, s, weight=hp["nst_weight"]) for t, s in ctx.pairs], []
+
+
+def _vid_i(hp, ctx):
+    chosen = _vid_i_pairs(hp, ctx.pairs, ctx.teacher_features, ctx.student_features)
+    return [], [LayerPair(t, s, weight=hp["vid_i_weight"]) for t, s in chosen]
+
+
+def _vid_lp(hp, ctx):
+    pair = _vid_lp_pair(
+        hp, ctx.teacher, ctx.student, ctx.teacher_features, ctx.student_features
+    )
+    return [], [pair]
+
+
+# The registry: each method's builder returns (terms, VID layer pairs) from
+# the hyperparameters and the context. A new method is a transfer term in
+# keras_vid/transfer/ plus one entry here (and its DEFAULTS keys).
+_BUILDERS = {
+    "student": lambda hp, ctx: ([], []),
+    "kd": _logit("kd"),
+    "dkd": _logit("dkd"),
+    "dist": _logit("dist"),
+    "fitnet": _fitnet,
+    "at": _at,
+    "nst": _nst,
+    "vid_i": _vid_i,
+    "vid_lp": _vid_lp,
+}
+assert tuple(_BUILDERS) == METHODS
 
 
 def _vid_i_pairs(hp, pairs, teacher_features, student_features):
