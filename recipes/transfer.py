@@ -122,25 +122,15 @@ def epochs_for(n):
     return table[n]
 
 
-def builder(cfg, teacher, student):
-    """The distiller of one transfer run, with automatic pairs."""
+def vid_builder(cfg, teacher, student):
+    """VIDDistiller's recommended recipe without a logit term: no shared classes.
+
+    The other methods take `experiment.distill`'s own path: the registry's
+    defaults, pairs found automatically for models outside the zoo, and the
+    `keras.applications` teacher's preprocessing.
+    """
     prep = experiment.teacher_preprocessing(cfg, teacher, student)
-    if cfg.method == "vid_i":
-        # The library's recommended recipe, without KD: no shared classes.
-        return VIDDistiller(
-            teacher, student, kd_weight=None, teacher_preprocessing=prep
-        )
-    t_taps, s_taps, t_feat, s_feat = experiment.auto_taps(teacher, student)
-    return methods.build_distiller(
-        cfg.method,
-        teacher,
-        student,
-        teacher_taps=t_taps,
-        student_taps=s_taps,
-        teacher_features=t_feat,
-        student_features=s_feat,
-        teacher_preprocessing=prep,
-    )
+    return VIDDistiller(teacher, student, logits=None, teacher_preprocessing=prep)
 
 
 def finetune(cfg, teacher):
@@ -246,7 +236,9 @@ def main(argv):
                 if method == "finetune":
                     result = finetune(cfg, teacher)
                 else:
-                    result = experiment.distill(cfg, teacher, builder=builder)
+                    result = experiment.distill(
+                        cfg, teacher, builder=vid_builder if method == "vid_i" else None
+                    )
                     result.pop("history", None)
                 result.update(
                     method=method,
