@@ -74,6 +74,7 @@ __all__ = [
     "DatasetSpec",
     "MissingDataError",
     "clear_cache",
+    "default_augment",
     "info",
     "load",
     "load_arrays",
@@ -382,6 +383,23 @@ def _select_classes(x, y, classes, num_classes, name):
     relabel[list(classes)] = np.arange(len(classes), dtype="int32")
     keep = relabel[y] >= 0
     return x[keep], relabel[y[keep]]
+
+
+def default_augment(name):
+    """Whether `load` augments `name`'s training split unless told otherwise.
+
+    True for the CIFAR sets (the paper's pad-and-crop and flips), False for
+    the 28x28 grey sets and for image folders.
+
+    Example:
+
+    >>> default_augment("cifar10:0-4"), default_augment("fashion_mnist")
+    (True, False)
+    """
+    base, _ = split_classes(name)
+    if _folder_path(base) is not None:
+        return False
+    return _spec(base).default_augment
 
 
 def _num_classes(name, image_size=None):

@@ -503,7 +503,7 @@ def distill(cfg, teacher, callbacks=(), strategy=None, builder=None):
         methods_lib.parse_method(cfg.method)  # fail before any data is loaded
     augment = cfg.augment
     if augment is None:
-        augment = cfg.dataset.startswith("cifar")
+        augment = data_lib.default_augment(cfg.dataset)
     if cfg.teacher_cache and augment:
         raise ValueError(
             "The teacher cache needs the same images every epoch, but this run "

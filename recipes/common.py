@@ -185,7 +185,7 @@ def use_teacher_cache(dataset):
     """`--teacher_cache`, or by default: on unless `dataset` is augmented."""
     if FLAGS.teacher_cache is not None:
         return FLAGS.teacher_cache
-    return not dataset.startswith("cifar")
+    return not data.default_augment(dataset)
 
 
 def get_teacher(spec, dataset, output_dir, seed=0):
