@@ -756,7 +756,8 @@ class VIDDistiller(Distiller):
         logits: the term on the logits beside VID. `"auto"` (default):
             DIST (`keras_vid.transfer.DISTTerm`, its authors' weight 2,
             beta 1, gamma 1, tau 1) for a student with feature maps, KD for a
-            student without (an MLP), as chosen on the suite's tuning pairs.
+            student without (an MLP), chosen on the suite's tuning and
+            rounds-1-2 pairs and checked on round 3's (`docs/results.md`).
             `"kd"`, `"dist"`, or `None` for VID alone (the paper's VID-I;
             needed when the two models predict different classes).
         kd_weight: KD's weight when KD is the logit term; `None` also turns

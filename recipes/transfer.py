@@ -78,6 +78,12 @@ flags.DEFINE_string(
 )
 flags.DEFINE_integer("image_size", None, "Resize target images (image folders).")
 flags.DEFINE_float("learning_rate", 0.05, "Initial SGD learning rate (cosine).")
+flags.DEFINE_float(
+    "finetune_learning_rate",
+    None,
+    "The fine-tuned teacher's initial learning rate; defaults to "
+    "--learning_rate, the students' (fine-tuning recipes often take a lower one).",
+)
 flags.DEFINE_string("manual_dir", None, "Directory with the raw data files.")
 flags.DEFINE_string("output_dir", "runs/transfer", "Where results are written.")
 flags.DEFINE_integer("verbose", 0, "Keras progress for each run.")
@@ -166,9 +172,10 @@ def finetune(cfg, teacher):
     )
     test = data_lib.load(cfg.dataset, "test", batch_size=512, **load)
     steps = cfg.epochs * int(train.cardinality())
+    rate = FLAGS.finetune_learning_rate or cfg.learning_rate
     model.compile(
         experiment.sgd(
-            experiment.lr_schedule("cosine", cfg.learning_rate, steps),
+            experiment.lr_schedule("cosine", rate, steps),
             momentum=0.9,
             clipnorm=None,
             nesterov=False,
