@@ -112,12 +112,25 @@ class BilinearResize2D(keras.layers.Layer):
         return {**super().get_config(), "output_size": self.output_size}
 
 
-def _spatial_adapter(input_hw, output_hw, name):
+def spatial_adapter(input_hw, output_hw, name, dtype=None):
+    """The layer that brings a map to another height and width, or None.
+
+    Average pooling to a smaller size (each output cell the mean of the
+    input cells it covers), bilinear resizing to a larger one. Used by the
+    VID and FitNet regressors alike.
+
+    Example:
+
+    >>> type(spatial_adapter((8, 8), (4, 4), "s")).__name__
+    'AdaptiveAveragePooling2D'
+    >>> spatial_adapter((4, 4), (4, 4), "s") is None
+    True
+    """
     if tuple(input_hw) == tuple(output_hw):
         return None
     if input_hw[0] >= output_hw[0] and input_hw[1] >= output_hw[1]:
-        return AdaptiveAveragePooling2D(output_hw, name=f"{name}_pool")
-    return BilinearResize2D(output_hw, name=f"{name}_resize")
+        return AdaptiveAveragePooling2D(output_hw, name=f"{name}_pool", dtype=dtype)
+    return BilinearResize2D(output_hw, name=f"{name}_resize", dtype=dtype)
 
 
 @keras.saving.register_keras_serializable(package="keras_vid")
@@ -184,7 +197,7 @@ class ConvRegressor(keras.layers.Layer):
                 "ConvRegressor expects a channels-last map (batch, H, W, C). "
                 f"Received: input_shape={input_shape}."
             )
-        self.resize = _spatial_adapter(input_shape[1:3], self.output_size, "spatial")
+        self.resize = spatial_adapter(input_shape[1:3], self.output_size, "spatial")
         shape = tuple(input_shape)
         if self.resize is not None:
             self.resize.build(shape)

@@ -24,10 +24,9 @@ import keras
 from keras import ops
 
 from keras_vid.regressors import (
-    AdaptiveAveragePooling2D,
-    BilinearResize2D,
     DenseRegressor,
     VectorToMapRegressor,
+    spatial_adapter,
 )
 from keras_vid.taps import OUTPUT, TapExtractor, find_layer
 from keras_vid.transfer.base import RegressorTerm
@@ -85,15 +84,8 @@ class HintRegressor(keras.layers.Layer):
             )
         shape = tuple(input_shape)
         in_hw, out_hw = shape[1:3], self.output_size
-        if in_hw != out_hw:
-            if in_hw[0] >= out_hw[0] and in_hw[1] >= out_hw[1]:
-                self.resize = AdaptiveAveragePooling2D(
-                    out_hw, name="pool", dtype=self.dtype_policy
-                )
-            else:
-                self.resize = BilinearResize2D(
-                    out_hw, name="resize", dtype=self.dtype_policy
-                )
+        self.resize = spatial_adapter(in_hw, out_hw, "hint", dtype=self.dtype_policy)
+        if self.resize is not None:
             self.resize.build(shape)
             shape = self.resize.compute_output_shape(shape)
         self.conv.build(shape)
