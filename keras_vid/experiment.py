@@ -12,6 +12,7 @@ import json
 import math
 import os
 import re
+import textwrap
 import time
 
 import keras
@@ -821,7 +822,7 @@ def plot_accuracy(results, path, title=""):
         low = min(means) - 2 * max(stats[(m, sizes[0])]["std"] or 1 for m in names)
         ax.set_ylim(max(0.0, low), None)
         ax.set_ylabel(f"test accuracy (%), N={sizes[0]}")
-        ax.set_title(title)
+        ax.set_title(_wrap(title), fontsize=10)
         ax.grid(alpha=0.3, axis="y")
         fig.tight_layout()
         fig.savefig(path, dpi=120)
@@ -842,12 +843,18 @@ def plot_accuracy(results, path, title=""):
     ax.set_xscale("log")
     ax.set_xlabel("training images per class (N)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(title)
+    ax.set_title(_wrap(title), fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _wrap(title):
+    # A long title (a transfer run names both tasks) would be cut at the
+    # figure's edges.
+    return "\n".join(textwrap.wrap(title, 70))
 
 
 def _cell(values):
