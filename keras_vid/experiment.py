@@ -588,14 +588,16 @@ def distill(cfg, teacher, callbacks=(), strategy=None, builder=None):
             backup = distribute.worker_backup_dir(backup)
         resumed = resume_epoch(backup)
         _replay_iterators(train, resumed)
-        # Double checkpointing keeps the previous backup if a save is torn.
-        cbs.append(keras.callbacks.BackupAndRestore(backup, double_checkpoint=True))
-        cbs.append(keras.callbacks.TensorBoard(os.path.join(cfg.output_dir, "logs")))
         history_csv = os.path.join(cfg.output_dir, "history.csv")
         _trim_history(history_csv, resumed)
         # CSVLogger flushes each row; appending keeps the rows of the epochs
         # before a kill, which its default (overwrite) would lose on resume.
+        # It runs before the backup, so an epoch the backup covers always has
+        # its row; a row written after the last backup is trimmed on resume.
         cbs.append(keras.callbacks.CSVLogger(history_csv, append=resumed > 0))
+        # Double checkpointing keeps the previous backup if a save is torn.
+        cbs.append(keras.callbacks.BackupAndRestore(backup, double_checkpoint=True))
+        cbs.append(keras.callbacks.TensorBoard(os.path.join(cfg.output_dir, "logs")))
     hist = distiller.fit(
         train, epochs=cfg.epochs, verbose=cfg.verbose, callbacks=cbs, shuffle=False
     )
