@@ -107,6 +107,15 @@ PRIVATE = (
         "keras-tuner's own min/max guess for a metric name.",
     ),
     (
+        "keras.src.backend.common.masking",
+        "set_keras_mask",
+        "distiller (metrics of unlabelled examples)",
+        "Keras's compiled `metrics` ignore sample weights (only "
+        "`weighted_metrics` take them) but honour a Keras mask on y_pred; "
+        "the mask leaves unlabelled examples out of accuracy and the like. "
+        "keras.ops has no public setter.",
+    ),
+    (
         "tensorflow_datasets.core.download.download_manager",
         "NonMatchingChecksumError",
         "data",
@@ -228,3 +237,25 @@ def symbolic_build(model, data_batch):
     ```
     """
     model._symbolic_build(data_batch=data_batch)
+
+
+def with_row_mask(x, mask):
+    """A copy of `x` carrying a Keras mask of its rows.
+
+    Keras's metrics built on `MeanMetricWrapper` (accuracy, crossentropy
+    and the like) then count only the rows where `mask` is true, also when
+    compiled as unweighted `metrics`.
+
+    Example:
+
+    >>> y = with_row_mask(keras.ops.ones((2, 3)), keras.ops.array([True, False]))
+    >>> m = keras.metrics.SparseCategoricalAccuracy()
+    >>> m.update_state(keras.ops.array([0, 1]), y)
+    >>> float(m.result())
+    1.0
+    """
+    from keras.src.backend.common.masking import set_keras_mask
+
+    x = keras.ops.copy(x)
+    set_keras_mask(x, mask)
+    return x

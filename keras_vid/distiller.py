@@ -168,6 +168,31 @@ def _per_example_weights(sample_weight):
     return ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
 
 
+def _labelled_mask(y):
+    """Splits off the unlabelled examples, marked by the class id -1.
+
+    Returns `(y, mask)`: the labels with each unlabelled id replaced by 0
+    (a valid id, so no loss op sees -1; its loss is masked out), and a
+    float32 `(batch,)` mask of the labelled examples. Labels that are not
+    integer class ids (one-hot rows, regression targets, several outputs)
+    have no unlabelled marker: `(y, None)`.
+    """
+    if y is None or isinstance(y, (dict, list, tuple)):
+        return y, None
+    shape = tuple(y.shape)
+    if "int" not in keras.backend.standardize_dtype(y.dtype) or not (
+        len(shape) == 1 or (len(shape) == 2 and shape[-1] == 1)
+    ):
+        return y, None
+    labelled = ops.greater_equal(y, 0)
+    y = ops.where(labelled, y, ops.zeros_like(y))
+    return y, ops.cast(ops.reshape(labelled, (-1,)), "float32")
+
+
+def _times(mask, weights):
+    return mask if weights is None else mask * weights
+
+
 @keras.saving.register_keras_serializable(package="keras_vid")
 class Distiller(keras.Model):
     """Trains a student from a frozen teacher with any set of transfer terms.
@@ -175,6 +200,15 @@ class Distiller(keras.Model):
     The student's task loss comes from `compile(loss=...)`; each term in
     `terms` adds `weight * term` to it. With `terms=[]` it trains the student
     alone in the same loop, the fair baseline.
+
+    Unlabelled examples: an integer class id of -1 (`keras_vid.data.
+    UNLABELED`) marks an example without a label. The task loss, the
+    compiled metrics (those built on Keras's mean metrics, such as accuracy)
+    and the terms that need labels (DKD) then average over the labelled
+    examples of the global batch only, exactly, also under `tf.distribute`
+    when a replica's shard holds none; every other term (VID, KD, DIST,
+    FitNet, AT, NST) learns from every example. `keras_vid.data.
+    with_unlabeled` mixes an unlabelled stream into labelled batches.
 
     Args:
         teacher: a trained functional or Sequential `keras.Model`. It is
@@ -203,6 +237,11 @@ class Distiller(keras.Model):
     >>> d = Distiller(net(8, "t_"), net(4, "s_"), terms=[VIDTerm("t_conv", "s_conv")])
     >>> d.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     >>> x, y = np.random.rand(16, 8, 8, 1), np.random.randint(0, 3, 16)
+    >>> _ = d.fit(x, y, epochs=1, verbose=0)
+
+    Half of the images unlabelled: the task loss counts the other half.
+
+    >>> y[8:] = -1
     >>> _ = d.fit(x, y, epochs=1, verbose=0)
     """
 
@@ -402,23 +441,45 @@ class Distiller(keras.Model):
             )
         return total
 
-    def _total_loss(self, x, y, y_pred, sample_weight, t_taps, s_taps, training):
-        """Returns (scaled total, unscaled task, [unscaled term values])."""
-        task = self.compute_loss(x, y, y_pred, sample_weight, training=training)
+    def _total_loss(
+        self, x, y, y_pred, sample_weight, t_taps, s_taps, training, labelled=None
+    ):
+        """Returns (scaled total, unscaled task, [unscaled term values],
+        batch size, tracker weight of the task loss and the label terms).
+
+        `labelled` is `_labelled_mask`'s mask: the task loss and the terms
+        that need labels then average over the labelled examples of the
+        global batch, and the other terms over all examples.
+        """
         first = next(i for i in keras.tree.flatten(x) if i is not None)
         batch = ops.cast(ops.shape(first)[0], "float32")
         weights = _per_example_weights(sample_weight)
+        task_weight, count, norm = sample_weight, batch, None
+        if labelled is not None and (weights is not None or sample_weight is None):
+            replicas = distribute.num_replicas()
+            n_global = distribute.sum_across_replicas(ops.sum(labelled))
+            norm = ops.maximum(n_global, 1.0)
+            count = n_global / replicas
+            # Keras divides a weighted task loss by the local batch size and
+            # the number of replicas; these weights turn that into the mean
+            # over the labelled examples of the global batch, also on a
+            # replica whose shard holds none.
+            task_weight = _times(labelled * (batch * replicas / norm), weights)
+        task = self.compute_loss(x, y, y_pred, task_weight, training=training)
         total = task
         values = []
         for term, ti, si in zip(self.terms, self._t_index, self._s_index):
             extra = {"labels": self._labels_for(term, y)} if term.needs_labels else {}
             per_example = term(t_taps[ti], s_taps[si], training=training, **extra)
-            if weights is not None:
-                per_example = per_example * weights
-            value = distribute.scale_for_replicas(ops.sum(per_example) / batch)
+            if term.needs_labels and norm is not None:
+                value = ops.sum(per_example * _times(labelled, weights)) / norm
+            else:
+                if weights is not None:
+                    per_example = per_example * weights
+                value = distribute.scale_for_replicas(ops.sum(per_example) / batch)
             total = total + term.weight * value
             values.append(value)
-        return total, task, values, batch
+        return total, task, values, batch, count
 
     @staticmethod
     def _labels_for(term, y):
@@ -432,12 +493,13 @@ class Distiller(keras.Model):
             )
         return y
 
-    def _update_trackers(self, total, task, values, batch):
+    def _update_trackers(self, total, task, values, batch, count):
         un = distribute.unscale_for_replicas
         self._loss_tracker.update_state(un(total), sample_weight=batch)
-        self.task_loss_tracker.update_state(un(task), sample_weight=batch)
-        for tracker, value in zip(self.term_trackers, values):
-            tracker.update_state(un(value), sample_weight=batch)
+        self.task_loss_tracker.update_state(un(task), sample_weight=count)
+        for term, tracker, value in zip(self.terms, self.term_trackers, values):
+            weight = count if term.needs_labels else batch
+            tracker.update_state(un(value), sample_weight=weight)
         for group, tracker in zip(self._groups, self.group_trackers):
             group_sum = sum(
                 term.weight * un(v)
@@ -450,28 +512,40 @@ class Distiller(keras.Model):
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        y, labelled = _labelled_mask(y)
         x, t_taps = self._teacher_taps(x)
         with tf.GradientTape() as tape:
             y_pred, s_taps = self._extractors.student(x, training=True)
-            total, task, values, batch = self._total_loss(
-                x, y, y_pred, sample_weight, t_taps, s_taps, training=True
+            total, task, values, batch, count = self._total_loss(
+                x, y, y_pred, sample_weight, t_taps, s_taps, True, labelled
             )
             scaled = self.optimizer.scale_loss(total)
         variables = self.trainable_weights
         grads = tape.gradient(scaled, variables)
         grads = distribute.clip_across_replicas(self.optimizer, grads)
         self.optimizer.apply(grads, variables)
-        self._update_trackers(total, task, values, batch)
-        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        self._update_trackers(total, task, values, batch, count)
+        return self._metrics_of(x, y, y_pred, sample_weight, labelled)
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        y, labelled = _labelled_mask(y)
         x, t_taps = self._teacher_taps(x)
         y_pred, s_taps = self._extractors.student(x, training=False)
-        total, task, values, batch = self._total_loss(
-            x, y, y_pred, sample_weight, t_taps, s_taps, training=False
+        total, task, values, batch, count = self._total_loss(
+            x, y, y_pred, sample_weight, t_taps, s_taps, False, labelled
         )
-        self._update_trackers(total, task, values, batch)
+        self._update_trackers(total, task, values, batch, count)
+        return self._metrics_of(x, y, y_pred, sample_weight, labelled)
+
+    def _metrics_of(self, x, y, y_pred, sample_weight, labelled):
+        # Accuracy and the other compiled metrics count labelled examples only.
+        # Keras passes sample weights to `weighted_metrics` only; the other
+        # compiled metrics honour a Keras mask on the predictions instead.
+        weights = _per_example_weights(sample_weight)
+        if labelled is not None and (weights is not None or sample_weight is None):
+            sample_weight = _times(labelled, weights)
+            y_pred = _compat.with_row_mask(y_pred, ops.greater(labelled, 0.5))
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
     def fit(self, x=None, y=None, *args, **kwargs):

@@ -125,6 +125,25 @@ def gather_across_replicas(value):
     return context.all_gather(value, axis=0)
 
 
+def sum_across_replicas(value):
+    """Sums `value` over the replicas of a multi-replica step.
+
+    The distiller divides the task loss by the global number of labelled
+    examples, which only this sum knows when a replica's shard holds few or
+    none. Outside a multi-replica step it returns `value`.
+
+    Example:
+
+    >>> float(sum_across_replicas(3.0))
+    3.0
+    """
+    value = ops.convert_to_tensor(value)
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
 def unscale_for_replicas(value):
     """Inverse of `scale_for_replicas`, for logging.
 

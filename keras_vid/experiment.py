@@ -89,6 +89,10 @@ class DistillConfig:
     # For image folders (`dataset` a path): resize every image to this size.
     image_size: int | None = None
     teacher_cache: bool = False
+    # Unlabelled images mixed into every batch (`keras_vid.data.with_unlabeled`):
+    # "rest" (the training images outside the labelled subset) or a folder.
+    unlabeled: str | None = None
+    unlabeled_ratio: float = 1.0
     # Layers to pair, the same names in both models; None pairs the stages.
     taps: tuple | None = None
     verbose: int = 1
@@ -441,22 +445,71 @@ def auto_taps(teacher, student):
     )
 
 
-def teacher_preprocessing(cfg, teacher, student):
+def teacher_preprocessing(cfg, teacher, student_shape):
     """The layer that adapts the student's images for a `keras.applications` teacher.
 
     `None` for any other teacher, which takes the student's images as they
     are. See `keras_vid.applications.applications_preprocessing`.
 
+    Args:
+        cfg: the run's `DistillConfig`.
+        teacher: the teacher model.
+        student_shape: the student's input shape, without the batch axis.
+
     Example:
 
-    >>> teacher_preprocessing(DistillConfig(teacher="cnn"), None, None) is None
-    True
+    >>> teacher_preprocessing(DistillConfig(teacher="cnn"), None, (28, 28, 1))
     """
     if not str(cfg.teacher).startswith(applications.PREFIX):
         return None
     return applications.applications_preprocessing(
-        cfg.teacher, tuple(student.inputs[0].shape[1:]), teacher
+        cfg.teacher, tuple(student_shape), teacher
     )
+
+
+def load_splits(cfg, augment=None, shuffle=None):
+    """The run's training subset and test split, as `tf.data` pipelines.
+
+    The training set is `cfg.samples_per_class` images per class drawn by
+    `cfg.seed` (the same for every method), in batches of `cfg.batch_size`;
+    the test split comes in batches of 512.
+
+    Args:
+        cfg: a `DistillConfig`.
+        augment: whether to augment the training images; defaults to
+            `cfg.augment`, else the data set's default.
+        shuffle: whether to shuffle them (default: yes).
+
+    Returns:
+        `(train, test)`.
+
+    Example:
+
+    ```python
+    train, test = load_splits(DistillConfig(samples_per_class=100))
+    ```
+    """
+    if augment is None:
+        augment = cfg.augment
+    if augment is None:
+        augment = data_lib.default_augment(cfg.dataset)
+    where = dict(
+        manual_dir=cfg.manual_dir,
+        source=cfg.source,
+        data_dir=cfg.data_dir,
+        image_size=cfg.image_size,
+    )
+    train = data_lib.load(
+        cfg.dataset,
+        "train",
+        batch_size=cfg.batch_size,
+        samples_per_class=cfg.samples_per_class,
+        seed=cfg.seed,
+        augment=augment,
+        shuffle=shuffle,
+        **where,
+    )
+    return train, data_lib.load(cfg.dataset, "test", batch_size=512, **where)
 
 
 def _in_scope(teacher):
@@ -512,29 +565,23 @@ def distill(cfg, teacher, callbacks=(), strategy=None, builder=None):
             "(--noaugment), or leave the teacher cache off."
         )
     start = time.time()
-    train = data_lib.load(
-        cfg.dataset,
-        "train",
-        batch_size=cfg.batch_size,
-        samples_per_class=cfg.samples_per_class,
-        seed=cfg.seed,
-        augment=augment,
-        # With the cache, examples are shuffled after it, by cache_teacher.
-        shuffle=False if cfg.teacher_cache else None,
-        manual_dir=cfg.manual_dir,
-        source=cfg.source,
-        data_dir=cfg.data_dir,
-        image_size=cfg.image_size,
-    )
-    test = data_lib.load(
-        cfg.dataset,
-        "test",
-        batch_size=512,
-        manual_dir=cfg.manual_dir,
-        source=cfg.source,
-        data_dir=cfg.data_dir,
-        image_size=cfg.image_size,
-    )
+    # With the cache, examples are shuffled after it, by cache_teacher.
+    train, test = load_splits(cfg, augment, shuffle=not cfg.teacher_cache)
+    pool = None
+    if cfg.unlabeled:
+        rest = cfg.unlabeled == "rest"
+        pool = data_lib.load_unlabeled(
+            cfg.dataset if rest else cfg.unlabeled,
+            samples_per_class=cfg.samples_per_class if rest else None,
+            seed=cfg.seed,
+            batch_size=cfg.batch_size,
+            augment=augment,
+            shuffle=not cfg.teacher_cache,
+            manual_dir=cfg.manual_dir,
+            source=cfg.source,
+            data_dir=cfg.data_dir,
+            image_size=cfg.image_size,
+        )
     distributed = strategy is not None and strategy is not tf.distribute.get_strategy()
     with strategy.scope() if distributed else contextlib.nullcontext():
         if distributed:
@@ -559,7 +606,9 @@ def distill(cfg, teacher, callbacks=(), strategy=None, builder=None):
                 student_taps=s_taps,
                 teacher_features=t_feat,
                 student_features=s_feat,
-                teacher_preprocessing=teacher_preprocessing(cfg, teacher, student),
+                teacher_preprocessing=teacher_preprocessing(
+                    cfg, teacher, student.inputs[0].shape[1:]
+                ),
                 # A grid shares one set of overrides; each method takes its own.
                 **methods_lib.overrides_for(cfg.method, cfg.overrides),
             )
@@ -568,6 +617,15 @@ def distill(cfg, teacher, callbacks=(), strategy=None, builder=None):
             n = (cfg.samples_per_class or 0) * meta["num_classes"] or meta["num_train"]
             train = cache_teacher(
                 distiller, train, shuffle_buffer=min(n, 20000), seed=cfg.seed
+            )
+            if pool is not None:
+                # Shuffled after the cache, so each epoch draws other images.
+                pool = cache_teacher(
+                    distiller, pool, shuffle_buffer=20000, seed=cfg.seed + 1
+                )
+        if pool is not None:
+            train = data_lib.with_unlabeled(
+                train, pool, ratio=cfg.unlabeled_ratio, seed=cfg.seed
             )
         steps = cfg.epochs * int(train.cardinality())
         distiller.compile(
@@ -620,6 +678,8 @@ def distill(cfg, teacher, callbacks=(), strategy=None, builder=None):
         "test_loss": float(logs["loss"]),
         "epochs": cfg.epochs,
         "clipnorm": cfg.clipnorm or None,
+        "unlabeled": cfg.unlabeled,
+        "unlabeled_ratio": cfg.unlabeled_ratio if cfg.unlabeled else None,
         "seconds": round(time.time() - start, 1),
         "history": {k: [float(v) for v in vs] for k, vs in hist.history.items()},
         # The epochs this call trained: after a resume, those after the save.

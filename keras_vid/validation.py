@@ -7,6 +7,8 @@ NaN or garbage loss on CPU. These checks look at the first batch (all of it
 for in-memory arrays) and raise a clear error first.
 """
 
+import warnings
+
 import numpy as np
 import tensorflow as tf
 
@@ -43,9 +45,13 @@ def check_fit_data(distiller, x=None, y=None):
 
     Checks: the data is not empty; the images' shape matches the student's
     input (the teacher's too, unless `teacher_preprocessing` adapts it);
-    integer class labels lie in `[0, number of student outputs)`; and, when
-    a term needs the labels (`TransferTerm.needs_labels`), that there are
-    labels and that they are class ids or one-hot rows.
+    integer class labels lie in `[0, number of student outputs)` or are -1
+    (`keras_vid.data.UNLABELED`, an unlabelled example); some examples are
+    labelled (an error for arrays when no term learns without labels, since
+    nothing would train; a warning otherwise, and for a dataset whose first
+    batch has none); and, when a term needs the labels
+    (`TransferTerm.needs_labels`), that there are labels and that they are
+    class ids or one-hot rows.
 
     Args:
         distiller: a `keras_vid.Distiller`.
@@ -95,12 +101,36 @@ def check_fit_data(distiller, x=None, y=None):
     classes = out[0].shape[-1] if len(out) == 1 else None
     if classes and np.issubdtype(y.dtype, np.integer) and y.size:
         low, high = int(y.min()), int(y.max())
-        if low < 0 or high >= classes:
+        if low < -1 or high >= classes:
             raise ValueError(
                 f"Integer labels must lie in [0, {classes}) for a student with "
-                f"{classes} outputs. Received labels from {low} to {high}. Check the "
-                "label encoding, or the student's number of classes."
+                f"{classes} outputs, or be -1 for an unlabelled example. Received "
+                f"labels from {low} to {high}. Check the label encoding, or the "
+                "student's number of classes."
             )
+        if high < 0:
+            _all_unlabelled(distiller, whole=element is None)
+
+
+def _all_unlabelled(distiller, whole):
+    label_free = [t.log_name for t in distiller.terms if not t.needs_labels]
+    where = "Every training example" if whole else "Every example of the first batch"
+    if whole and not label_free:
+        raise ValueError(
+            f"{where} is unlabelled (label -1), and the distiller has no term "
+            "that learns without labels, so training would change nothing. Give "
+            "the labelled examples their class ids, or add a term such as KD or "
+            "VID."
+        )
+    warnings.warn(
+        f"{where} is unlabelled (label -1): the task loss and the metrics see "
+        f"no labelled example{'' if whole else ' there'}, and only "
+        f"{', '.join(label_free) or 'no term'} learn"
+        f"{'s' if len(label_free) == 1 else ''} from them. If that is meant, "
+        "pass no labels (y=None) instead; otherwise mix in labelled examples "
+        "(keras_vid.data.with_unlabeled).",
+        stacklevel=3,
+    )
 
 
 def _check_term_labels(distiller, y):

@@ -122,6 +122,25 @@ def define_flags(method_default="vid_i", verbose_default=1):
         "Compute the teacher's taps once and reuse them every epoch (needs "
         "un-augmented data). Default: on unless the data set is augmented (CIFAR).",
     )
+    flags.DEFINE_string(
+        "unlabeled",
+        None,
+        "Unlabelled images to add to every batch (their label is -1: the task "
+        "loss skips them, VID/KD/DIST learn from them): 'rest' for the training "
+        "images outside the labelled --samples_per_class subset.",
+    )
+    flags.DEFINE_string(
+        "unlabeled_dir",
+        None,
+        "A folder of unlabelled images (no class folders needed), resized with "
+        "--image_size; the alternative to --unlabeled=rest.",
+    )
+    flags.DEFINE_float(
+        "unlabeled_ratio",
+        1.0,
+        "Unlabelled images per labelled one in each batch.",
+        lower_bound=0.0,
+    )
     flags.DEFINE_integer(
         "verbose",
         verbose_default,
@@ -170,6 +189,8 @@ def config_from_flags(teacher_arch, student_arch, **fields):
         "manual_dir": FLAGS.manual_dir,
         "strategy": FLAGS.strategy,
         "teacher_cache": use_teacher_cache(dataset()),
+        "unlabeled": unlabeled(),
+        "unlabeled_ratio": FLAGS.unlabeled_ratio,
         "verbose": FLAGS.verbose,
         "overrides": parse_overrides(FLAGS.overrides),
     }
@@ -181,10 +202,34 @@ def dataset():
     return FLAGS.data_dir or FLAGS.dataset
 
 
+def unlabeled():
+    """`--unlabeled` or `--unlabeled_dir` (not both), checked before any work."""
+    if FLAGS.unlabeled and FLAGS.unlabeled_dir:
+        raise ValueError("Pass --unlabeled=rest or --unlabeled_dir=PATH, not both.")
+    if FLAGS.unlabeled and FLAGS.unlabeled != "rest":
+        raise ValueError(
+            f"--unlabeled={FLAGS.unlabeled!r}: the only value is 'rest' (the "
+            "training images outside the labelled subset). For a folder of "
+            "images, pass --unlabeled_dir=PATH."
+        )
+    if FLAGS.unlabeled and not FLAGS.samples_per_class:
+        raise ValueError(
+            "--unlabeled=rest needs a labelled subset (--samples_per_class=N): "
+            "without one, no training image is left unlabelled."
+        )
+    return FLAGS.unlabeled or FLAGS.unlabeled_dir
+
+
 def use_teacher_cache(dataset):
-    """`--teacher_cache`, or by default: on unless `dataset` is augmented."""
+    """`--teacher_cache`, or by default: on unless `dataset` is augmented.
+
+    With unlabelled images it is off by default: caching the teacher's taps
+    of a whole unlabelled pool can take gigabytes of memory.
+    """
     if FLAGS.teacher_cache is not None:
         return FLAGS.teacher_cache
+    if FLAGS.unlabeled or FLAGS.unlabeled_dir:
+        return False
     return not data.default_augment(dataset)
 
 

@@ -37,6 +37,18 @@ authors' defaults (`keras_vid.methods.DEFAULTS`):
 - `vid_kd`: VID with KD on the logits, whatever the student: the rounds-1-2
   default, before `logits="auto"` (DIST for students with feature maps).
 
+Any method name with the suffix `_unlabeled` (`student_unlabeled`,
+`kd_unlabeled`, `vid_unlabeled`, ...) runs that method with the rest of the
+training set as unlabelled images, `--unlabeled_ratio` of them per labelled
+image in every batch (`keras_vid.data.with_unlabeled`): the task loss and
+accuracy count the labelled images, KD, DIST and VID all of them. Issue
+19's experiment:
+
+    python recipes/suite.py --split=tuning '--pairs=cnn>cnn-small,cnn>mlp' \
+        --sizes=10,100 --epochs_by_size=10:100,100:20 --unlabeled_ratio=3 \
+        --methods=student,kd,vid,student_unlabeled,kd_unlabeled,vid_unlabeled \
+        --output_dir=runs/unlabeled
+
 `--variants` adds tuning variants: a JSON object `{label: VIDDistiller
 keyword arguments}`, or `tuning` for `TUNING_VARIANTS`; `"pairs"` may be a
 rule of `keras_vid.pairing.RULES`, `"split_weight": true` divides
@@ -171,6 +183,16 @@ flags.DEFINE_string(
 # reached only 84.9%) and one for the others. Their test accuracies are in
 # results.md.
 TEACHER_EPOCHS = {"cnn": 2, "cnn-nobn": 2}
+# A method name ending in UNLABELED (e.g. `vid_unlabeled`) runs that method
+# with the rest of the training set as unlabelled images in every batch
+# (`DistillConfig(unlabeled="rest")`, issue 19's experiment).
+UNLABELED = "_unlabeled"
+flags.DEFINE_float(
+    "unlabeled_ratio",
+    3.0,
+    f"Unlabelled images per labelled one, for the methods ending in {UNLABELED}.",
+    lower_bound=0.0,
+)
 flags.DEFINE_string("teacher_dir", "runs/suite", "Where teachers are cached.")
 flags.DEFINE_integer(
     "teacher_samples_per_class",
@@ -342,8 +364,20 @@ def main(argv):
             for seed in [int(v) for v in FLAGS.seeds]:
                 for method in methods:
                     key = (label, method, n, seed)
-                    if key in done or not applicable(method, student_probe):
+                    base = method.removesuffix(UNLABELED)
+                    if key in done or not applicable(base, student_probe):
                         continue
+                    # The teacher's taps of the whole unlabelled pool would
+                    # not fit the cache's memory; they are computed per step.
+                    extra = (
+                        dict(
+                            unlabeled="rest",
+                            unlabeled_ratio=FLAGS.unlabeled_ratio,
+                            teacher_cache=False,
+                        )
+                        if method != base
+                        else dict(teacher_cache=True)
+                    )
                     cfg = experiment.DistillConfig(
                         dataset="fashion_mnist",
                         teacher=t_arch,
@@ -355,12 +389,12 @@ def main(argv):
                         clipnorm=FLAGS.clipnorm or None,
                         nesterov=False,
                         seed=seed,
-                        teacher_cache=True,
                         verbose=FLAGS.verbose,
+                        **extra,
                     )
                     try:
                         result = experiment.distill(
-                            cfg, teacher, builder=build(method, variants)
+                            cfg, teacher, builder=build(base, variants)
                         )
                         result["diverged"] = False
                     except NonFiniteLossError as e:

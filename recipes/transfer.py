@@ -135,7 +135,7 @@ def vid_builder(cfg, teacher, student):
     defaults, pairs found automatically for models outside the zoo, and the
     `keras.applications` teacher's preprocessing.
     """
-    prep = experiment.teacher_preprocessing(cfg, teacher, student)
+    prep = experiment.teacher_preprocessing(cfg, teacher, student.inputs[0].shape[1:])
     return VIDDistiller(teacher, student, logits=None, teacher_preprocessing=prep)
 
 
@@ -156,21 +156,12 @@ def finetune(cfg, teacher):
     backbone = keras.Model(copy.inputs, copy.get_layer(features.path).output)
     inputs = keras.Input(meta["input_shape"])
     x = inputs
-    prep = experiment.teacher_preprocessing(cfg, teacher, keras.Model(inputs, inputs))
+    prep = experiment.teacher_preprocessing(cfg, teacher, meta["input_shape"])
     if prep is not None:
         x = prep(x)
     x = backbone(x)
     model = keras.Model(inputs, keras.layers.Dense(meta["num_classes"])(x))
-    load = dict(image_size=cfg.image_size, manual_dir=cfg.manual_dir)
-    train = data_lib.load(
-        cfg.dataset,
-        "train",
-        batch_size=cfg.batch_size,
-        samples_per_class=cfg.samples_per_class,
-        seed=cfg.seed,
-        **load,
-    )
-    test = data_lib.load(cfg.dataset, "test", batch_size=512, **load)
+    train, test = experiment.load_splits(cfg)
     steps = cfg.epochs * int(train.cardinality())
     rate = FLAGS.finetune_learning_rate or cfg.learning_rate
     model.compile(

@@ -44,6 +44,9 @@ OWNERS = {
     "keras_tuner.src.engine.metrics_tracking": lambda: importlib.import_module(
         "keras_tuner.src.engine.metrics_tracking"
     ),
+    "keras.src.backend.common.masking": lambda: importlib.import_module(
+        "keras.src.backend.common.masking"
+    ),
     "tensorflow_datasets.core.download.download_manager": lambda: (
         importlib.import_module("tensorflow_datasets.core.download.download_manager")
     ),

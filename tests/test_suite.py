@@ -102,7 +102,7 @@ def test_suite_recipe_end_to_end_and_resume(tmp_path):
         "--pairs=cnn>mlp",
         "--sizes=5",
         "--seeds=0",
-        "--methods=student,kd,keras_kd,at,vid",
+        "--methods=student,kd,keras_kd,at,vid,vid_unlabeled",
         '--variants={"vid l3": {"vid_weight": 3.0}}',
         "--epochs_by_size=5:1",
         "--teacher_samples_per_class=10",
@@ -118,6 +118,7 @@ def test_suite_recipe_end_to_end_and_resume(tmp_path):
         "kd",
         "keras_kd",
         "vid",
+        "vid_unlabeled",
         "vid l3",
     ]
     assert all(r["split"] == "tuning" and r["pair"] == "cnn>mlp" for r in results)

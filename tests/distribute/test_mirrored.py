@@ -24,8 +24,13 @@ def run_check(*flags):
 
 @pytest.mark.parametrize(
     "flags",
-    [(), ("--sync-bn", "--kd"), ("--sync-bn", "--defaults")],
-    ids=["no-bn", "sync-bn-with-kd", "sync-bn-defaults"],
+    [
+        (),
+        ("--sync-bn", "--kd"),
+        ("--sync-bn", "--defaults"),
+        ("--sync-bn", "--kd", "--unlabeled"),
+    ],
+    ids=["no-bn", "sync-bn-with-kd", "sync-bn-defaults", "unlabeled"],
 )
 def test_two_replicas_match_one_device(flags):
     # "--defaults": the default VIDDistiller, whose fit() calibrates the
@@ -37,6 +42,10 @@ def test_two_replicas_match_one_device(flags):
         assert "kd/output" in report["keys"]
     if "--defaults" in flags:
         assert "dist/output" in report["keys"]
+    if "--unlabeled" in flags:
+        # A replica with no labelled example: the task loss, accuracy and
+        # DKD still average over the global batch's labelled examples.
+        assert {"dkd/output", "accuracy", "task_loss"} <= set(report["keys"])
     assert report["max_weight_diff"] < 1e-5
     assert report["max_log_diff"] < 1e-5
 
