@@ -208,7 +208,9 @@ class Distiller(keras.Model):
     examples of the global batch only, exactly, also under `tf.distribute`
     when a replica's shard holds none; every other term (VID, KD, DIST,
     FitNet, AT, NST) learns from every example. `keras_vid.data.
-    with_unlabeled` mixes an unlabelled stream into labelled batches.
+    with_unlabeled` mixes an unlabelled stream into labelled batches. On
+    several replicas, unlabelled data and gradient clipping cannot be
+    combined yet (`fit` says so before training).
 
     Args:
         teacher: a trained functional or Sequential `keras.Model`. It is
@@ -310,6 +312,8 @@ class Distiller(keras.Model):
             keras.metrics.Mean(name=f"{g}_loss") for g in self._groups
         ]
         self.term_trackers = [keras.metrics.Mean(name=n) for n in self._log_names]
+        # Set by `fit` when its data hold unlabelled examples (label -1).
+        self._unlabeled_data = False
         self.built = True
 
     # ------------------------------------------------------------------ setup
@@ -457,7 +461,16 @@ class Distiller(keras.Model):
         task_weight, count, norm = sample_weight, batch, None
         if labelled is not None and (weights is not None or sample_weight is None):
             replicas = distribute.num_replicas()
-            n_global = distribute.sum_across_replicas(ops.sum(labelled))
+            n_global = ops.sum(labelled)
+            if replicas > 1:
+                # The all-reduce only for data with unlabelled examples
+                # (seen by `fit`): full batches need none, and it cannot run
+                # beside clip_across_replicas's (see `fit`).
+                n_global = (
+                    distribute.sum_across_replicas(n_global)
+                    if self._unlabeled_data
+                    else batch * replicas
+                )
             norm = ops.maximum(n_global, 1.0)
             count = n_global / replicas
             # Keras divides a weighted task loss by the local batch size and
@@ -559,7 +572,19 @@ class Distiller(keras.Model):
         measures the teacher statistics that standardised terms need
         (`calibrate`).
         """
-        validation.check_fit_data(self, x, y)
+        self._unlabeled_data = validation.check_fit_data(self, x, y)
+        if self._unlabeled_data and distribute.num_replicas() > 1:
+            inner = getattr(self.optimizer, "inner_optimizer", self.optimizer)
+            if inner is not None and (
+                inner.clipnorm or inner.global_clipnorm or inner.clipvalue
+            ):
+                raise ValueError(
+                    "Unlabelled examples (label -1) on several replicas with "
+                    "gradient clipping are not supported yet: the global count "
+                    "of labelled examples and the clip across replicas each "
+                    "need a collective, and TensorFlow 2.21 crosses them. Train "
+                    "without clipnorm/global_clipnorm/clipvalue, or on one device."
+                )
         if any(getattr(t, "needs_calibration", False) for t in self.terms):
             self.calibrate(x)
         return super().fit(x, y, *args, **kwargs)

@@ -58,6 +58,9 @@ def check_fit_data(distiller, x=None, y=None):
         x: what `fit` received as `x` (arrays or a `tf.data.Dataset`).
         y: what `fit` received as `y`, if any.
 
+    Returns:
+        Whether the labels seen hold unlabelled examples (-1).
+
     Raises:
         ValueError: naming what is wrong and how to fix it.
 
@@ -71,12 +74,12 @@ def check_fit_data(distiller, x=None, y=None):
     if element is not None:
         x, y = _as_xy(element)
     elif x is None:
-        return
+        return False
     x, _ = split_cached(x)
     flat = tf.nest.flatten(x)
     if not all(hasattr(t, "shape") for t in flat):
         # A generator or PyDataset: reading ahead would consume its batches.
-        return
+        return False
     if flat and hasattr(flat[0], "shape") and len(flat[0]) == 0:
         raise ValueError("The training data is empty (0 examples).")
     # The student's inputs: the teacher's too, unless teacher_preprocessing
@@ -95,7 +98,7 @@ def check_fit_data(distiller, x=None, y=None):
         )
     _check_term_labels(distiller, y)
     if y is None or isinstance(y, (dict, list, tuple)):
-        return
+        return False
     y = np.asarray(y)
     out = distiller.student.outputs
     classes = out[0].shape[-1] if len(out) == 1 else None
@@ -110,6 +113,8 @@ def check_fit_data(distiller, x=None, y=None):
             )
         if high < 0:
             _all_unlabelled(distiller, whole=element is None)
+        return low < 0
+    return False
 
 
 def _all_unlabelled(distiller, whole):
