@@ -11,6 +11,10 @@ Checked against Keras 3.15, TensorFlow 2.21, keras-tuner 1.4 and
 tensorflow-datasets 4.9.
 """
 
+import contextlib
+import threading
+import weakref
+
 import keras
 
 # (owner, private name, where keras-vid uses it, why).
@@ -49,11 +53,18 @@ PRIVATE = (
         "applied once to the replicas' summed gradient.",
     ),
     (
+        "keras.optimizers.Optimizer",
+        "_all_reduce_sum_gradients",
+        "distribute",
+        "Skipped while apply() takes gradients that distribute.apply_across_"
+        "replicas has already summed and clipped; Keras has no public switch.",
+    ),
+    (
         "keras.Model",
         "_compile_loss",
         "distiller",
-        "The compiled task loss, called with sample weights inside "
-        "compute_loss, as Keras's own compute_loss does.",
+        "The compiled task loss, called with sample weights inside the "
+        "distiller's task loss, as Keras's own compute_loss does.",
     ),
     (
         "keras.Model",
@@ -176,6 +187,49 @@ def clip_gradients(optimizer, grads):
     [1.0]
     """
     return optimizer._clip_gradients(grads)
+
+
+_summed_lock = threading.Lock()
+# {optimizer: [replicas inside gradients_already_summed]}
+_summed_inside = weakref.WeakKeyDictionary()
+
+
+@contextlib.contextmanager
+def gradients_already_summed(optimizer):
+    """While traced inside, `optimizer.apply` takes gradients summed over replicas.
+
+    Keras's TensorFlow optimizer all-reduces the gradients in `apply`; after
+    `keras_vid.distribute.apply_across_replicas` has summed and clipped them,
+    that second sum must not run. MirroredStrategy traces its replicas in
+    threads that interleave, and `LossScaleOptimizer` applies from threads of
+    its own (`call_for_each_replica`), so the switch counts the replicas
+    inside rather than being per thread.
+
+    Example:
+
+    ```python
+    with gradients_already_summed(optimizer):
+        optimizer.apply(summed_grads, variables)
+    ```
+    """
+    with _summed_lock:
+        if optimizer not in _summed_inside:
+            keras_sum = optimizer._all_reduce_sum_gradients
+            inside = _summed_inside[optimizer] = [0]
+
+            def all_reduce_unless_summed(grads_and_vars):
+                if inside[0]:
+                    return list(grads_and_vars)
+                return keras_sum(grads_and_vars)
+
+            optimizer._all_reduce_sum_gradients = all_reduce_unless_summed
+        inside = _summed_inside[optimizer]
+        inside[0] += 1
+    try:
+        yield
+    finally:
+        with _summed_lock:
+            inside[0] -= 1
 
 
 def in_multi_worker_mode(strategy):

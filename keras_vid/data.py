@@ -1165,22 +1165,33 @@ def _resize(image, size):
     return np.clip(np.rint(resized), 0, 255).astype(np.uint8)
 
 
-def _read_folder(folder, size):
-    """Decodes every image of both splits into `{split: (x, y)}` uint8 arrays."""
-    logger.info("Decoding the images of %s", folder.root)
+def _decode_all(files, size, root):
+    """Decodes `files` to uint8 arrays with one channel count, resized to `size`."""
     # Host memory: decoded images are kept as numpy arrays anyway.
     with tf.device("/CPU:0"):
-        images = {s: [_decode(f) for f, _ in folder.files[s]] for s in SPLITS}
-        channels = {im.shape[-1] for s in SPLITS for im in images[s]}
+        images = [_decode(f) for f in files]
+        channels = {im.shape[-1] for im in images}
         if len(channels) > 1:
             logger.info(
                 "%s mixes images with %s channels; converting all to RGB.",
-                folder.root,
+                root,
                 sorted(channels),
             )
-            images = {s: [_to_rgb(im) for im in images[s]] for s in SPLITS}
+            images = [_to_rgb(im) for im in images]
         if size is not None:
-            images = {s: [_resize(im, size) for im in images[s]] for s in SPLITS}
+            images = [_resize(im, size) for im in images]
+    return images
+
+
+def _read_folder(folder, size):
+    """Decodes every image of both splits into `{split: (x, y)}` uint8 arrays."""
+    logger.info("Decoding the images of %s", folder.root)
+    files = [f for s in SPLITS for f, _ in folder.files[s]]
+    decoded = _decode_all(files, size, folder.root)
+    images, start = {}, 0
+    for s in SPLITS:
+        images[s] = decoded[start : start + len(folder.files[s])]
+        start += len(folder.files[s])
     if size is None:
         examples = {}
         for s in SPLITS:
@@ -1413,6 +1424,14 @@ def subset_indices(labels, samples_per_class, seed, num_classes=None):
     return np.sort(np.concatenate(picks)).astype(np.int64)
 
 
+def _augment_params(spec, x):
+    """`(pad, flip)` of the random crop: the data set's own, or for a folder
+    of images an eighth of their height, with flips."""
+    if spec is not None:
+        return spec.augment_pad, spec.augment_flip
+    return max(1, x.shape[1] // 8), True
+
+
 def _augment(images, seed, pad, flip):
     """Zero-pads, randomly crops back to size and maybe flips a batch.
 
@@ -1548,7 +1567,7 @@ def load(
         if augment is None:
             augment = spec.default_augment and split == "train"
         x, y = load_arrays(name, split, manual_dir, source=source, data_dir=data_dir)
-        num_classes, pad, flip = spec.num_classes, spec.augment_pad, spec.augment_flip
+        num_classes = spec.num_classes
     else:
         folder, arrays = _load_folder(path, image_size)
         x, y = arrays[split]
@@ -1557,7 +1576,6 @@ def load(
             _check_folder_counts(folder, split, y, samples_per_class)
         augment = bool(augment)
         num_classes = len(folder.class_names)
-        pad, flip = max(1, x.shape[1] // 8), True
 
     if classes is not None:
         x, y = _select_classes(x, y, classes, num_classes, f"{name}:{classes}")
@@ -1565,6 +1583,7 @@ def load(
     if samples_per_class is not None:
         keep = subset_indices(y, samples_per_class, seed, num_classes)
         x, y = x[keep], y[keep]
+    pad, flip = _augment_params(spec, x)
     return _pipeline(
         x,
         y,
@@ -1655,12 +1674,7 @@ def _flat_folder(path, image_size):
     key = ("unlabeled", str(root.resolve()), size, stamp)
     if key not in _ARRAY_CACHE:
         logger.info("Decoding the %d unlabelled images of %s", len(files), root)
-        with tf.device("/CPU:0"):
-            images = [_decode(f) for f in files]
-            if len({im.shape[-1] for im in images}) > 1:
-                images = [_to_rgb(im) for im in images]
-            if size is not None:
-                images = [_resize(im, size) for im in images]
+        images = _decode_all(files, size, root)
         sizes = {im.shape[:2] for im in images}
         if len(sizes) > 1:
             raise ValueError(
@@ -1740,15 +1754,12 @@ def load_unlabeled(
             n = len(classes) if classes else _num_classes(base, image_size)
             keep[subset_indices(y, samples_per_class, seed, n)] = False
             x = x[keep]
-        if _folder_path(base) is not None:
-            pad, flip = max(1, x.shape[1] // 8), True
-        else:
-            spec = _spec(base)
-            pad, flip = spec.augment_pad, spec.augment_flip
+        spec = None if _folder_path(base) is not None else _spec(base)
     else:
         x = _flat_folder(base, image_size)
         augment = bool(augment)
-        pad, flip = max(1, x.shape[1] // 8), True
+        spec = None
+    pad, flip = _augment_params(spec, x)
     if len(x) == 0:
         raise ValueError(
             f"No unlabelled image is left in {name!r} once the labelled subset "

@@ -11,6 +11,12 @@ each model's outputs and taps from that single pass, and minimises
 layer)` pairs, one `VIDTerm` per pair. Baselines (KD, FitNet, AT, ...) are
 other terms in the same loop, so they share its guarantees.
 
+On TensorFlow, its own `train_step` does this (it also clips across
+`tf.distribute` replicas). On JAX and PyTorch, Keras's train step calls
+`call`, which keeps the student's taps from its one pass, and then
+`compute_loss`, which runs the teacher and returns the same total: Keras's
+contract for `compute_loss` on every backend.
+
 Logs: `loss`; `task_loss` (the compiled loss plus the student's regularisation
 losses); one `<group>_loss` per method (the weighted sum of its terms, so that
 `loss = task_loss + sum of the <group>_loss`); and one `<group>/<student layer>`
@@ -21,10 +27,10 @@ import logging
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from keras_vid import _compat, distribute, pairing, validation
+from keras_vid._tf import is_dataset, tf
 from keras_vid.taps import OUTPUT, TapExtractor, check_graph_model, find_layer
 from keras_vid.teacher_cache import split_cached
 from keras_vid.transfer.base import TransferTerm, check_weight, with_regressor
@@ -47,6 +53,10 @@ LOGIT_CHOICES = ("auto", "kd", "dist", None)
 DIST_WEIGHT = 2.0
 
 logger = logging.getLogger("keras_vid")
+
+# Keras's TensorFlow trainer runs keras-vid's own train_step and test_step;
+# the JAX and PyTorch trainers run Keras's, through `call` and `compute_loss`.
+_OWN_STEPS = keras.backend.backend() == "tensorflow"
 
 
 @keras.saving.register_keras_serializable(package="keras_vid")
@@ -106,6 +116,8 @@ class _Extractors:
     def __init__(self, teacher, student):
         self.teacher = teacher
         self.student = student
+        # `(y_pred, student taps)` of the last `call`, for `compute_loss`.
+        self.kept = None
 
 
 def _input_signature(model):
@@ -126,11 +138,11 @@ def _leading_batches(x, max_examples, chunk=256):
     Reads only what can be read ahead without losing data for `fit`.
     """
     seen = 0
-    if isinstance(x, tf.data.Dataset):
+    if is_dataset(x):
         for element in x:
             batch = element[0] if isinstance(element, (tuple, list)) else element
             yield batch
-            seen += len(tf.nest.flatten(split_cached(batch)[0])[0])
+            seen += len(keras.tree.flatten(split_cached(batch)[0])[0])
             if seen >= max_examples:
                 return
         return
@@ -139,11 +151,11 @@ def _leading_batches(x, max_examples, chunk=256):
             element = x[index]
             batch = element[0] if isinstance(element, (tuple, list)) else element
             yield batch
-            seen += len(tf.nest.flatten(batch)[0])
+            seen += len(keras.tree.flatten(batch)[0])
             if seen >= max_examples:
                 return
         return
-    flat = tf.nest.flatten(x)
+    flat = keras.tree.flatten(x)
     if not flat or not all(
         hasattr(a, "shape") and hasattr(a, "__getitem__") for a in flat
     ):
@@ -157,7 +169,7 @@ def _leading_batches(x, max_examples, chunk=256):
         )
     n = min(int(flat[0].shape[0]), max_examples)
     for start in range(0, n, chunk):
-        yield tf.nest.map_structure(lambda a, s=start: a[s : s + chunk][: n - s], x)
+        yield keras.tree.map_structure(lambda a, s=start: a[s : s + chunk][: n - s], x)
 
 
 def _per_example_weights(sample_weight):
@@ -193,6 +205,11 @@ def _times(mask, weights):
     return mask if weights is None else mask * weights
 
 
+def _same_tensors(a, b):
+    a, b = keras.tree.flatten(a), keras.tree.flatten(b)
+    return len(a) == len(b) and all(u is v for u, v in zip(a, b))
+
+
 @keras.saving.register_keras_serializable(package="keras_vid")
 class Distiller(keras.Model):
     """Trains a student from a frozen teacher with any set of transfer terms.
@@ -208,9 +225,7 @@ class Distiller(keras.Model):
     examples of the global batch only, exactly, also under `tf.distribute`
     when a replica's shard holds none; every other term (VID, KD, DIST,
     FitNet, AT, NST) learns from every example. `keras_vid.data.
-    with_unlabeled` mixes an unlabelled stream into labelled batches. On
-    several replicas, unlabelled data and gradient clipping cannot be
-    combined yet (`fit` says so before training).
+    with_unlabeled` mixes an unlabelled stream into labelled batches.
 
     Args:
         teacher: a trained functional or Sequential `keras.Model`. It is
@@ -395,7 +410,15 @@ class Distiller(keras.Model):
 
     def call(self, inputs, training=None):
         """Returns the student's outputs."""
-        return self.student(split_cached(inputs)[0], training=training)
+        inputs = split_cached(inputs)[0]
+        if _OWN_STEPS:
+            return self.student(inputs, training=training)
+        # Keras's JAX and PyTorch steps call `call`, then `compute_loss` with
+        # its output: the taps of this same pass are kept for that loss, so
+        # the student runs once per step.
+        y_pred, taps = self._extractors.student(inputs, training=training)
+        self._extractors.kept = (y_pred, taps)
+        return y_pred
 
     def teacher_taps(self, x):
         """Returns the teacher's taps for the student's inputs `x`.
@@ -427,18 +450,56 @@ class Distiller(keras.Model):
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
     ):
-        """The task loss: compiled loss plus the student's own losses.
+        """The total loss: the task loss plus every weighted term.
 
-        Returns the per-replica scaled value, as Keras's `compute_loss` does.
+        Keras's contract: the value its train step differentiates. The
+        teacher runs here, in inference mode; the student's taps come from
+        the `call` that gave `y_pred` (Keras's JAX and PyTorch steps), or
+        from one more student pass when `y_pred` came from elsewhere. It
+        updates the `task_loss` and per-term logs. Returns the per-replica
+        scaled value, as Keras's `compute_loss` does.
+
+        Example:
+
+        ```python
+        y_pred = distiller(images, training=True)
+        loss = distiller.compute_loss(images, labels, y_pred)
+        ```
         """
+        y, labelled = _labelled_mask(y)
+        x, t_taps = self._teacher_taps(x)
+        kept, self._extractors.kept = self._extractors.kept, None
+        if kept is not None and _same_tensors(kept[0], y_pred):
+            s_taps = kept[1]
+        else:
+            _, s_taps = self._extractors.student(x, training=training)
+        total, task, values, batch, count = self._total_loss(
+            x, y, y_pred, sample_weight, t_taps, s_taps, training, labelled
+        )
+        # Keras's own step logs `loss` from the returned total.
+        self._update_trackers(total, task, values, batch, count, log_total=False)
+        return total
+
+    def _task_loss(self, y, y_pred, sample_weight):
+        """The compiled loss plus the student's own losses, replica-scaled."""
         total = ops.convert_to_tensor(0.0, "float32")
         if self._compile_loss is not None and y is not None:
             loss = self._compile_loss(y, y_pred, sample_weight)
             if loss is not None:
                 total = total + ops.cast(loss, "float32")
-        extra = list(self.student.losses)
-        for term in self.terms:
-            extra.extend(term.losses)
+        if _OWN_STEPS:
+            extra = list(self.student.losses)
+            for term in self.terms:
+                extra.extend(term.losses)
+        else:
+            # Keras's JAX step hands the forward pass's losses (activity
+            # regularisers) to the top model's `losses` only, beside the
+            # weight regularisers of the student and the terms; the teacher's
+            # own, if its call added any, are not the student's to minimise.
+            teacher = self.teacher.losses
+            extra = [
+                loss for loss in self.losses if not any(loss is t for t in teacher)
+            ]
         for loss in extra:
             total = total + distribute.scale_for_replicas(
                 ops.sum(ops.cast(loss, "float32"))
@@ -464,8 +525,7 @@ class Distiller(keras.Model):
             n_global = ops.sum(labelled)
             if replicas > 1:
                 # The all-reduce only for data with unlabelled examples
-                # (seen by `fit`): full batches need none, and it cannot run
-                # beside clip_across_replicas's (see `fit`).
+                # (seen by `fit`): full batches need none.
                 n_global = (
                     distribute.sum_across_replicas(n_global)
                     if self._unlabeled_data
@@ -478,7 +538,7 @@ class Distiller(keras.Model):
             # over the labelled examples of the global batch, also on a
             # replica whose shard holds none.
             task_weight = _times(labelled * (batch * replicas / norm), weights)
-        task = self.compute_loss(x, y, y_pred, task_weight, training=training)
+        task = self._task_loss(y, y_pred, task_weight)
         total = task
         values = []
         for term, ti, si in zip(self.terms, self._t_index, self._s_index):
@@ -506,9 +566,10 @@ class Distiller(keras.Model):
             )
         return y
 
-    def _update_trackers(self, total, task, values, batch, count):
+    def _update_trackers(self, total, task, values, batch, count, log_total=True):
         un = distribute.unscale_for_replicas
-        self._loss_tracker.update_state(un(total), sample_weight=batch)
+        if log_total:
+            self._loss_tracker.update_state(un(total), sample_weight=batch)
         self.task_loss_tracker.update_state(un(task), sample_weight=count)
         for term, tracker, value in zip(self.terms, self.term_trackers, values):
             weight = count if term.needs_labels else batch
@@ -523,8 +584,10 @@ class Distiller(keras.Model):
 
     # ------------------------------------------------------------ train/test
 
-    def train_step(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    def train_step(self, *args):
+        if not _OWN_STEPS:
+            return super().train_step(*args)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(args[0])
         y, labelled = _labelled_mask(y)
         x, t_taps = self._teacher_taps(x)
         with tf.GradientTape() as tape:
@@ -535,13 +598,14 @@ class Distiller(keras.Model):
             scaled = self.optimizer.scale_loss(total)
         variables = self.trainable_weights
         grads = tape.gradient(scaled, variables)
-        grads = distribute.clip_across_replicas(self.optimizer, grads)
-        self.optimizer.apply(grads, variables)
+        distribute.apply_across_replicas(self.optimizer, grads, variables)
         self._update_trackers(total, task, values, batch, count)
         return self._metrics_of(x, y, y_pred, sample_weight, labelled)
 
-    def test_step(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    def test_step(self, *args):
+        if not _OWN_STEPS:
+            return super().test_step(*args)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(args[0])
         y, labelled = _labelled_mask(y)
         x, t_taps = self._teacher_taps(x)
         y_pred, s_taps = self._extractors.student(x, training=False)
@@ -559,7 +623,22 @@ class Distiller(keras.Model):
         if labelled is not None and (weights is not None or sample_weight is None):
             sample_weight = _times(labelled, weights)
             y_pred = _compat.with_row_mask(y_pred, ops.greater(labelled, 0.5))
-        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        return super().compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        """Updates the compiled metrics on the labelled examples; returns the logs.
+
+        Keras's JAX and PyTorch steps call it with the batch's labels, in
+        which -1 marks an unlabelled example.
+
+        Example:
+
+        ```python
+        logs = distiller.compute_metrics(images, labels, y_pred)
+        ```
+        """
+        y, labelled = _labelled_mask(y)
+        return self._metrics_of(x, y, y_pred, sample_weight, labelled)
 
     def fit(self, x=None, y=None, *args, **kwargs):
         """Trains the student; see `keras.Model.fit`.
@@ -573,18 +652,6 @@ class Distiller(keras.Model):
         (`calibrate`).
         """
         self._unlabeled_data = validation.check_fit_data(self, x, y)
-        if self._unlabeled_data and distribute.num_replicas() > 1:
-            inner = getattr(self.optimizer, "inner_optimizer", self.optimizer)
-            if inner is not None and (
-                inner.clipnorm or inner.global_clipnorm or inner.clipvalue
-            ):
-                raise ValueError(
-                    "Unlabelled examples (label -1) on several replicas with "
-                    "gradient clipping are not supported yet: the global count "
-                    "of labelled examples and the clip across replicas each "
-                    "need a collective, and TensorFlow 2.21 crosses them. Train "
-                    "without clipnorm/global_clipnorm/clipvalue, or on one device."
-                )
         if any(getattr(t, "needs_calibration", False) for t in self.terms):
             self.calibrate(x)
         return super().fit(x, y, *args, **kwargs)
@@ -632,7 +699,7 @@ class Distiller(keras.Model):
                 tap = tap.reshape(-1, tap.shape[-1])
                 s1, s2, n = sums.get(i, (0.0, 0.0, 0))
                 sums[i] = (s1 + tap.sum(0), s2 + np.square(tap).sum(0), n + len(tap))
-            count += int(tf.nest.flatten(inputs)[0].shape[0])
+            count += int(keras.tree.flatten(inputs)[0].shape[0])
         if not sums:
             raise ValueError(
                 "`calibrate` found no examples in the data. Pass the training data "
@@ -649,8 +716,11 @@ class Distiller(keras.Model):
             count,
         )
 
-    def predict_step(self, data):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+    def predict_step(self, *args):
+        if not _OWN_STEPS:
+            # JAX's predict_step takes (state, data) and calls `call`.
+            return super().predict_step(*args)
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(args[0])
         return self.student(split_cached(x)[0], training=False)
 
     # ------------------------------------------------ multi-worker training
@@ -661,10 +731,14 @@ class Distiller(keras.Model):
     # behave as Keras's own methods.
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if not _OWN_STEPS:
+            return super()._maybe_symbolic_build(iterator, data_batch)
         # Builds from the local replica's batch instead of strategy.reduce().
         distribute.symbolic_build(self, iterator=iterator, data_batch=data_batch)
 
-    def _make_function(self, step_function):
+    def _make_function(self, step_function, *args, **kwargs):
+        if not _OWN_STEPS:
+            return super()._make_function(step_function, *args, **kwargs)
         # Gives the logs a replica axis so Keras's axis=0 reduce is valid.
         return super()._make_function(distribute.multi_worker_step(step_function, self))
 

@@ -13,7 +13,7 @@ Gradient clipping. Keras 3.15's optimisers clip (`clipnorm`,
 `global_clipnorm`, `clipvalue`) each replica's gradient *before* the replicas
 are summed, so a clipped run on R replicas differs from the same run on one
 device (tf.keras refused clipping under strategies for this reason).
-`clip_across_replicas` clips the summed gradient instead.
+`apply_across_replicas` clips the summed gradient instead.
 
 Several machines. Keras 3.15's `Model.fit` fails under
 `MultiWorkerMirroredStrategy` (keras-team/keras#20585); `symbolic_build` and
@@ -73,10 +73,10 @@ distiller.fit(train_ds, epochs=10,
 import os
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 from keras_vid import _compat
+from keras_vid._tf import BACKEND, tf
 
 
 def num_replicas():
@@ -87,6 +87,8 @@ def num_replicas():
     >>> num_replicas()
     1
     """
+    if not BACKEND:
+        return 1
     return tf.distribute.get_strategy().num_replicas_in_sync
 
 
@@ -119,6 +121,8 @@ def gather_across_replicas(value):
     TensorShape([1, 2])
     """
     value = ops.convert_to_tensor(value)
+    if not BACKEND:
+        return value
     context = tf.distribute.get_replica_context()
     if context is None or context.num_replicas_in_sync == 1:
         return value
@@ -138,6 +142,8 @@ def sum_across_replicas(value):
     3.0
     """
     value = ops.convert_to_tensor(value)
+    if not BACKEND:
+        return value
     context = tf.distribute.get_replica_context()
     if context is None or context.num_replicas_in_sync == 1:
         return value
@@ -157,51 +163,63 @@ def unscale_for_replicas(value):
     return value if r == 1 else value * ops.cast(r, value.dtype)
 
 
-def clip_across_replicas(optimizer, grads):
-    """Applies the optimiser's clipping to the gradient summed over replicas.
+def apply_across_replicas(optimizer, grads, variables):
+    """`optimizer.apply(grads, variables)`, clipping the replicas' summed gradient.
 
-    Call it in a replica context (a `train_step`) on the gradients of the
-    loss-scaled loss, before `optimizer.apply`. With one replica, or an
-    optimiser that does not clip, it returns `grads` unchanged. Otherwise it
-    all-reduces the gradients, clips the sum with the optimiser's own rule
-    (loss scale removed first), and returns 1/R of the result on every
-    replica: Keras's per-replica clip is then a no-op and its all-reduce sums
-    the replicas back to the clipped total, as on one device. Gradients that
-    are not finite (a loss-scale overflow) are returned unchanged, so that
-    `LossScaleOptimizer` still sees the overflow and skips the step.
+    Call it in a replica context (a `train_step`) with the gradients of the
+    loss-scaled loss. With one replica, or an optimiser that does not clip,
+    it is `optimizer.apply`. Otherwise it all-reduces the gradients once,
+    clips the sum with the optimiser's own rule (loss scale removed first),
+    and applies the result with the optimiser's own all-reduce skipped, so
+    each step still sums the gradients once, as an unclipped step does.
+    Gradients that are not finite (a loss-scale overflow) are applied
+    unclipped, so that `LossScaleOptimizer` sees the overflow on every
+    replica and skips the step.
 
     Example:
 
     ```python
     grads = tape.gradient(optimizer.scale_loss(loss), variables)
-    grads = keras_vid.distribute.clip_across_replicas(optimizer, grads)
-    optimizer.apply(grads, variables)
+    keras_vid.distribute.apply_across_replicas(optimizer, grads, variables)
     ```
     """
     inner = getattr(optimizer, "inner_optimizer", optimizer)
-    if not (inner.clipnorm or inner.global_clipnorm or inner.clipvalue):
-        return grads
-    if getattr(inner, "gradient_accumulation_steps", None):
-        # Keras clips the accumulated gradient at the update step; left as is.
-        return grads
     ctx = tf.distribute.get_replica_context()
-    if ctx is None or ctx.num_replicas_in_sync == 1:
-        return grads
+    if (
+        not (inner.clipnorm or inner.global_clipnorm or inner.clipvalue)
+        # Keras clips the accumulated gradient at the update step; left as is.
+        or getattr(inner, "gradient_accumulation_steps", None)
+        or ctx is None
+        or ctx.num_replicas_in_sync == 1
+    ):
+        optimizer.apply(grads, variables)
+        return
     index = [i for i, g in enumerate(grads) if g is not None]
-    local = [tf.convert_to_tensor(grads[i]) for i in index]
-    total = ctx.all_reduce(tf.distribute.ReduceOp.SUM, local)
+    total = ctx.all_reduce(
+        tf.distribute.ReduceOp.SUM, [tf.convert_to_tensor(grads[i]) for i in index]
+    )
     # scale_loss multiplies by the dynamic loss scale (1 without mixed precision).
     loss_scale = tf.cast(optimizer.scale_loss(1.0), "float32")
-    unscaled = [t / tf.cast(loss_scale, t.dtype) for t in total]
-    clipped = _compat.clip_gradients(inner, unscaled)
-    r = ctx.num_replicas_in_sync
-    share = [c * tf.cast(loss_scale / r, c.dtype) for c in clipped]
+    clipped = _compat.clip_gradients(
+        inner, [t / tf.cast(loss_scale, t.dtype) for t in total]
+    )
     finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(t)) for t in total])
-    chosen = tf.cond(finite, lambda: share, lambda: local)
+    # An elementwise select, not `tf.cond`: in TF 2.21 a cond here makes the
+    # replicas' collective keys diverge when the forward pass has collectives
+    # of its own (SyncBatchNorm, DIST's all_gather), and the step aborts with
+    # "Shape mismatch in the collective instance" (tests/distribute).
+    chosen = [
+        tf.where(finite, c * tf.cast(loss_scale, c.dtype), t)
+        for c, t in zip(clipped, total)
+    ]
     out = list(grads)
     for i, g in zip(index, chosen):
         out[i] = g
-    return out
+    # Keras's per-replica clip of the clipped sum changes nothing; its second
+    # all-reduce would double the sum and, beside a forward-pass collective,
+    # abort the step in TF 2.21 as above.
+    with _compat.gradients_already_summed(inner):
+        optimizer.apply(out, variables)
 
 
 # ---------------------------------------------------------------------------

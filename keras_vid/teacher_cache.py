@@ -13,7 +13,8 @@ Shuffling is still possible: cache an unshuffled dataset and pass
 """
 
 import numpy as np
-import tensorflow as tf
+
+from keras_vid._tf import tf
 
 INPUTS_KEY = "__keras_vid_inputs__"
 TAPS_KEY = "__keras_vid_teacher_taps__"

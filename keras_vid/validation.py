@@ -9,15 +9,16 @@ for in-memory arrays) and raise a clear error first.
 
 import warnings
 
+import keras
 import numpy as np
-import tensorflow as tf
 
+from keras_vid._tf import is_dataset
 from keras_vid.teacher_cache import split_cached
 from keras_vid.transfer.base import check_class_labels
 
 
 def _first_element(data):
-    if isinstance(data, tf.data.Dataset):
+    if is_dataset(data):
         if int(data.cardinality()) == 0:
             raise ValueError(
                 "The training dataset is empty (cardinality 0). Check the filters, "
@@ -76,7 +77,7 @@ def check_fit_data(distiller, x=None, y=None):
     elif x is None:
         return False
     x, _ = split_cached(x)
-    flat = tf.nest.flatten(x)
+    flat = keras.tree.flatten(x)
     if not all(hasattr(t, "shape") for t in flat):
         # A generator or PyDataset: reading ahead would consume its batches.
         return False

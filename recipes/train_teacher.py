@@ -20,6 +20,12 @@ flags.DEFINE_enum(
 flags.DEFINE_string("arch", "cnn", "Teacher architecture (keras_vid.models).")
 flags.DEFINE_integer("epochs", 5, "Training epochs.", lower_bound=1)
 flags.DEFINE_integer("batch_size", 128, "Batch size.", lower_bound=1)
+flags.DEFINE_integer(
+    "samples_per_class",
+    0,
+    "Training images per class, drawn with --seed (0 = all); for quick trials.",
+    lower_bound=0,
+)
 flags.DEFINE_float(
     "learning_rate", None, "Initial learning rate (default: 0.05 SGD, 2e-3 Adam)."
 )
@@ -43,12 +49,19 @@ def main(argv):
         learning_rate=FLAGS.learning_rate,
         optimizer=FLAGS.optimizer,
         seed=FLAGS.seed,
+        samples_per_class=FLAGS.samples_per_class or None,
         manual_dir=FLAGS.manual_dir,
         output_path=path,
     )
     with open(os.path.join(FLAGS.output_dir, "teacher.json"), "w") as f:
         json.dump(
-            {"arch": FLAGS.arch, "dataset": FLAGS.dataset, "test_accuracy": acc}, f
+            {
+                "arch": FLAGS.arch,
+                "dataset": FLAGS.dataset,
+                "samples_per_class": FLAGS.samples_per_class or None,
+                "test_accuracy": acc,
+            },
+            f,
         )
     print(f"Teacher {FLAGS.arch}: test accuracy {100 * acc:.2f}% -> {path}")
 

@@ -69,7 +69,7 @@ def main():
         teacher_path,
         lambda: conv_net(4, "s_", seed=2),
         [("t_stage1", "s_stage1"), ("t_stage2", "s_stage2")],
-        # KD off: one build at the tuner's creation instead of two.
+        # KD off: the trials build the smallest distiller.
         fixed={"use_kd": False},
         seed=0,
         compile_kwargs={"jit_compile": False},

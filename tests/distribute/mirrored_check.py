@@ -105,11 +105,11 @@ def main():
         _, w_unclipped = run(["/cpu:0"], extra)
         CLIP.update(clip)
         report["clip_effect"] = max_diff(w1, w_unclipped)
-        # Without clip_across_replicas, Keras clips each replica's gradient.
-        keep = keras_vid.distribute.clip_across_replicas
-        keras_vid.distribute.clip_across_replicas = lambda optimizer, grads: grads
+        # Without apply_across_replicas, Keras clips each replica's gradient.
+        keep = keras_vid.distribute.apply_across_replicas
+        keras_vid.distribute.apply_across_replicas = lambda opt, g, v: opt.apply(g, v)
         _, w_keras = run(["/cpu:0", "/cpu:1"], extra)
-        keras_vid.distribute.clip_across_replicas = keep
+        keras_vid.distribute.apply_across_replicas = keep
         report["keras_clip_replica_diff"] = max_diff(w1, w_keras)
     report = {
         **report,
