@@ -30,7 +30,7 @@ import numpy as np
 from keras import ops
 
 from keras_vid import _compat, distribute, pairing, validation
-from keras_vid._tf import is_dataset, tf
+from keras_vid._tf import BACKEND, is_dataset, tf
 from keras_vid.taps import OUTPUT, TapExtractor, check_graph_model, find_layer
 from keras_vid.teacher_cache import split_cached
 from keras_vid.transfer.base import TransferTerm, check_weight, with_regressor
@@ -56,7 +56,7 @@ logger = logging.getLogger("keras_vid")
 
 # Keras's TensorFlow trainer runs keras-vid's own train_step and test_step;
 # the JAX and PyTorch trainers run Keras's, through `call` and `compute_loss`.
-_OWN_STEPS = keras.backend.backend() == "tensorflow"
+_OWN_STEPS = BACKEND
 
 
 @keras.saving.register_keras_serializable(package="keras_vid")
