@@ -21,8 +21,20 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# The tests that use no TensorFlow API run again on JAX and PyTorch, each in its
+# own session (KERAS_BACKEND is read at import) and with TensorFlow, tfds and
+# keras-tuner made unimportable, as where only keras-vid's core is installed.
+# tests/backends/ compares whole training runs across the three backends.
+# test_pairing reads only the models' graphs, so one of the two suffices.
+PORTABLE_TESTS := tests/transfer tests/test_vid_term.py tests/test_logit_terms.py \
+	tests/test_methods.py tests/test_regressors.py tests/test_taps.py \
+	tests/test_without_tensorflow.py
+WITHOUT_TF := KERAS_VID_WITHOUT_TENSORFLOW=1
+
 test: lint
 	$(VENV)/bin/pytest -q
+	KERAS_BACKEND=torch $(WITHOUT_TF) $(VENV)/bin/pytest -q $(PORTABLE_TESTS) tests/test_pairing.py
+	KERAS_BACKEND=jax $(WITHOUT_TF) $(VENV)/bin/pytest -q $(PORTABLE_TESTS)
 
 # The demo's data: Debian's dataset-fashion-mnist package, installed when
 # missing and apt is available; otherwise the demo says which files to put where.

@@ -60,7 +60,10 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
+
+from keras_vid._tf import INSTALL as _INSTALL_TF
+from keras_vid._tf import require as _require_tf
+from keras_vid._tf import tf
 
 __all__ = [
     "ARCHIVE_SHA256",
@@ -876,13 +879,23 @@ def _tfds_manual_dir(spec, directory):
 
 
 def _tfds_prepared(name, data_dir):
-    import tensorflow_datasets as tfds
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError:  # Then only the direct reader can have the data.
+        return False
 
     return tfds.builder(name, data_dir=data_dir).is_prepared()
 
 
 def _load_tfds(spec, split, manual_dir, data_dir):
-    import tensorflow_datasets as tfds
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError:
+        raise ImportError(
+            f"source='tfds' needs tensorflow-datasets, which is not installed. "
+            f"Install it with `{_INSTALL_TF}`, or read the {spec.title} files "
+            "without it: source='direct'."
+        ) from None
 
     from keras_vid._compat import tfds_checksum_error
 
@@ -1167,6 +1180,7 @@ def _resize(image, size):
 
 def _decode_all(files, size, root):
     """Decodes `files` to uint8 arrays with one channel count, resized to `size`."""
+    _require_tf(f"Reading the image folder {root}")
     # Host memory: decoded images are kept as numpy arrays anyway.
     with tf.device("/CPU:0"):
         images = [_decode(f) for f in files]
@@ -1553,6 +1567,7 @@ def load(
                                 seed=1, image_size=(96, 96), augment=True)
     ```
     """
+    _require_tf("keras_vid.data.load (a tf.data pipeline)")
     name, classes = split_classes(name)
     path = _folder_path(name)
     spec = None if path is not None else _spec(name)
@@ -1737,6 +1752,7 @@ def load_unlabeled(
     >>> int(labels[0])
     -1
     """
+    _require_tf("keras_vid.data.load_unlabeled (a tf.data pipeline)")
     base, classes = split_classes(name)
     if classes is not None or _folder_path(base) is None or samples_per_class:
         x, y = load_arrays(
@@ -1827,6 +1843,7 @@ def with_unlabeled(labeled, unlabeled, ratio=1.0, seed=0):
     >>> images.shape[0], int(tf.reduce_sum(tf.cast(labels >= 0, "int32")))
     (400, 100)
     """
+    _require_tf("keras_vid.data.with_unlabeled (tf.data pipelines)")
     try:
         ratio = float(ratio)
     except (TypeError, ValueError):

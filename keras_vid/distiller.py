@@ -656,6 +656,24 @@ class Distiller(keras.Model):
             self.calibrate(x)
         return super().fit(x, y, *args, **kwargs)
 
+    def train_on_batch(self, x, y=None, *args, **kwargs):
+        """One training step on one batch; see `keras.Model.train_on_batch`.
+
+        `fit` measures the teacher statistics of standardised terms before
+        training; one batch is too few examples for that, so here they must
+        have been measured first: call `calibrate` on the training images.
+        """
+        if any(getattr(t, "needs_calibration", False) for t in self.terms):
+            raise ValueError(
+                "This distiller standardises its VID targets with teacher "
+                "statistics that `fit` measures before training, but they have "
+                "not been measured yet, and one batch is too few examples. Call "
+                "`distiller.calibrate(training_images)` once before "
+                "`train_on_batch` (it reads up to 1024 examples), or build the "
+                "distiller with `standardize=False`."
+            )
+        return super().train_on_batch(x, y, *args, **kwargs)
+
     def calibrate(self, x, max_examples=1024):
         """Measures the teacher-tap statistics of standardised terms.
 

@@ -76,7 +76,7 @@ import keras
 from keras import ops
 
 from keras_vid import _compat
-from keras_vid._tf import BACKEND, tf
+from keras_vid._tf import BACKEND, require, tf
 
 
 def num_replicas():
@@ -263,6 +263,7 @@ def get_strategy(name="default", **kwargs):
     distiller.fit(train_ds, epochs=10)
     ```
     """
+    require("keras_vid.distribute.get_strategy (a tf.distribute strategy)")
     if not isinstance(name, str) or name not in STRATEGIES:
         raise ValueError(
             f"Unknown strategy name {name!r}. Expected one of {STRATEGIES}: "

@@ -17,12 +17,12 @@ import time
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from keras_vid import applications, distribute, pairing
 from keras_vid import data as data_lib
 from keras_vid import methods as methods_lib
 from keras_vid import models as models_lib
+from keras_vid._tf import tf
 from keras_vid.callbacks import TerminateOnNonFinite, save_atomic
 from keras_vid.distiller import Distiller
 from keras_vid.teacher_cache import cache_teacher

@@ -14,7 +14,7 @@ Shuffling is still possible: cache an unshuffled dataset and pass
 
 import numpy as np
 
-from keras_vid._tf import tf
+from keras_vid._tf import require, tf
 
 INPUTS_KEY = "__keras_vid_inputs__"
 TAPS_KEY = "__keras_vid_teacher_taps__"
@@ -85,6 +85,7 @@ def cache_teacher(distiller, dataset, cache_path="", shuffle_buffer=None, seed=0
     distiller.fit(cached, epochs=200)
     ```
     """
+    require("keras_vid.teacher_cache.cache_teacher (a tf.data pipeline)")
     if distiller._extractors.teacher is None:
         return dataset  # no term reads the teacher
     spec = dataset.element_spec

@@ -36,18 +36,28 @@ import os
 import warnings
 
 import keras
-import keras_tuner as kt
 import numpy as np
-import tensorflow as tf
-from keras_tuner.engine.hyperparameters import Boolean, Fixed, Float
 
 from keras_vid import _compat, experiment
 from keras_vid import data as data_lib
+from keras_vid._tf import require
 from keras_vid.callbacks import NonFiniteLossError, TerminateOnNonFinite, save_atomic
 from keras_vid.distiller import EPS, VIDDistiller
 from keras_vid.errors import unknown_name
 from keras_vid.methods import DEFAULTS
 from keras_vid.transfer.kd import KDTerm
+
+# The searches load their data as tf.data pipelines (keras_vid.data).
+tf = require("keras_vid.tuning")
+try:
+    import keras_tuner as kt
+    from keras_tuner.engine.hyperparameters import Boolean, Fixed, Float
+except ImportError:
+    raise ImportError(
+        "keras_vid.tuning needs keras-tuner, which is not installed. Install it "
+        "with `pip install 'keras-vid[tuner]'`."
+    ) from None
+
 
 DEFAULT_SEARCH_SPACE = {
     "vid_weight": (0.1, 100.0, "log"),

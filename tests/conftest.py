@@ -6,8 +6,45 @@ TensorFlow loads.
 """
 
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# `make test` runs the backend-portable tests again under KERAS_BACKEND=jax and
+# torch with this set: as on a machine where only keras-vid's core
+# dependencies are installed, any import of these fails.
+WITHOUT_TENSORFLOW = "KERAS_VID_WITHOUT_TENSORFLOW"
+NOT_CORE = ("tensorflow", "tensorflow_datasets", "keras_tuner")
+
+
+class _NotInstalled:
+    """A meta-path finder and loader that make imports of `NOT_CORE` fail.
+
+    Not `sys.modules[name] = None`: Keras checks `"tensorflow" in sys.modules`
+    and would then import it. Nor a finder that raises: torch asks
+    `importlib.util.find_spec("tensorflow")` at import and needs an answer.
+    The spec has no origin, as a namespace package's.
+    """
+
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name.partition(".")[0] not in NOT_CORE:
+            return None
+        import importlib.machinery
+
+        return importlib.machinery.ModuleSpec(name, cls, origin=None)
+
+    @staticmethod
+    def create_module(spec):
+        raise ModuleNotFoundError(f"No module named {spec.name!r}", name=spec.name)
+
+    @staticmethod
+    def exec_module(module):
+        pass
+
+
+if os.environ.get(WITHOUT_TENSORFLOW, "") not in ("", "0"):
+    sys.meta_path.insert(0, _NotInstalled)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -38,6 +75,53 @@ def pytest_sessionstart(session):
             f"{REQUIRE_FASHION_MNIST} to let those tests skip.",
             returncode=1,
         )
+
+
+def pytest_collection_modifyitems(config, items):
+    # Tests marked `tensorflow` use TensorFlow's own API (tf.function, a
+    # strategy, tf.data); the others run on every Keras backend.
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        return
+    skip = pytest.mark.skip(reason=f"needs TensorFlow; this session runs {backend}")
+    for item in items:
+        if "tensorflow" in item.keywords:
+            item.add_marker(skip)
+
+
+def grad(fn, x):
+    """`(sum(fn(x)), d sum(fn(x)) / dx)` as NumPy, by the backend's autodiff.
+
+    Example:
+
+    >>> value, g = grad(lambda v: v * v, np.ones(2, "float32"))
+    >>> value, g.tolist()
+    (2.0, [2.0, 2.0])
+    """
+    import keras
+
+    x = np.asarray(x, "float32")
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        value, g = jax.value_and_grad(lambda v: keras.ops.sum(fn(v)))(x)
+        return float(value), np.asarray(g)
+    if backend == "torch":
+        import torch
+
+        v = torch.tensor(x, requires_grad=True)
+        value = keras.ops.sum(fn(v))
+        value.backward()
+        return float(value.detach()), v.grad.numpy()
+    import tensorflow as tf
+
+    v = tf.Variable(x)
+    with tf.GradientTape() as tape:
+        value = tf.reduce_sum(fn(v))
+    return float(value), tape.gradient(value, v).numpy()
 
 
 def conv_net(width, prefix, classes=3, input_shape=(8, 8, 1), bn=True, seed=0):

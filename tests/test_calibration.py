@@ -221,3 +221,28 @@ def test_overflowing_teacher_taps_fail_calibration_clearly(data):
     d.compile("sgd", ce_loss())
     with pytest.raises(ValueError, match="non-finite statistics.*overflow"):
         d.fit(x, y, epochs=1, verbose=0)
+
+
+def test_train_on_batch_needs_calibration_then_steps_as_fit(models, data):
+    teacher, student = models
+    x, y = data
+
+    def build():
+        keras.utils.set_random_seed(0)
+        d = keras_vid.VIDDistiller(
+            teacher, keras.models.clone_model(student), pairs=PAIRS
+        )
+        d.compile(keras.optimizers.SGD(0.1), loss=ce_loss())
+        return d
+
+    d = build()
+    with pytest.raises(ValueError, match=r"distiller.calibrate\(training_images\)"):
+        d.train_on_batch(x[:16], y[:16])
+    # fit calibrates on its own data first; calibrate + train_on_batch on the
+    # same 16 images is then the same step.
+    d.calibrate(x[:16])
+    logs = d.train_on_batch(x[:16], y[:16], return_dict=True)
+    ref = build().fit(x[:16], y[:16], batch_size=16, verbose=0).history
+    assert {"vid_loss", "dist_loss"} <= logs.keys()
+    for key, value in logs.items():
+        np.testing.assert_allclose(value, ref[key][0], rtol=1e-5, err_msg=key)

@@ -5,11 +5,14 @@ import math
 import keras
 import numpy as np
 import pytest
+from conftest import grad
+from keras.ops import convert_to_numpy as to_numpy
 
 from keras_vid.regressors import (
     AdaptiveAveragePooling2D,
     ConvRegressor,
     DenseRegressor,
+    PointwiseConv2D,
     VectorToMapRegressor,
     default_regressor,
 )
@@ -33,7 +36,7 @@ def numpy_adaptive_pool(x, out_h, out_w):
 )
 def test_adaptive_pooling_matches_numpy(in_hw, out_hw):
     x = np.random.default_rng(0).normal(size=(2, *in_hw, 3)).astype("float32")
-    got = np.asarray(AdaptiveAveragePooling2D(out_hw)(x))
+    got = to_numpy(AdaptiveAveragePooling2D(out_hw)(x))
     np.testing.assert_allclose(
         got, numpy_adaptive_pool(x, *out_hw), rtol=1e-5, atol=1e-6
     )
@@ -72,14 +75,14 @@ def test_conv_regressor_relu_between_convs():
     for w in reg.weights:
         w.assign(np.ones(w.shape, "float32"))
     # With all-one 1x1 kernels the net is relu(relu(x)) for x < 0: zero.
-    assert float(np.asarray(reg(np.full((1, 1, 1, 1), -3.0, "float32"))).sum()) == 0.0
-    assert float(np.asarray(reg(np.full((1, 1, 1, 1), 3.0, "float32"))).sum()) == 3.0
+    assert float(to_numpy(reg(np.full((1, 1, 1, 1), -3.0, "float32"))).sum()) == 0.0
+    assert float(to_numpy(reg(np.full((1, 1, 1, 1), 3.0, "float32"))).sum()) == 3.0
 
 
 def test_dense_regressor_is_linear():
     reg = DenseRegressor(3)
     x = np.random.default_rng(0).normal(size=(4, 5)).astype("float32")
-    y = np.asarray(reg(x))
+    y = to_numpy(reg(x))
     w = reg.get_weights()
     assert len(w) == 1  # no bias, mu(s) = W s
     np.testing.assert_allclose(y, x @ w[0], rtol=1e-5)
@@ -95,14 +98,13 @@ def test_batch_norm_conv_regressor_ignores_the_student_scale(student, teacher):
     reg = default_regressor(student, teacher, batch_norm=True)
     x = np.random.default_rng(1).normal(size=(16, *student[1:])).astype("float32")
     # Scales well above BatchNorm's epsilon (1e-3), which the ratio ignores.
-    small = np.asarray(reg(10.0 * x, training=True))
-    large = np.asarray(reg(10000.0 * x, training=True))
+    small = to_numpy(reg(10.0 * x, training=True))
+    large = to_numpy(reg(10000.0 * x, training=True))
     np.testing.assert_allclose(large, small, rtol=1e-3, atol=1e-3)
     plain = default_regressor(student, teacher, name="plain")
     plain.build((None, *student[1:]))
     ratio = (
-        np.abs(np.asarray(plain(1000.0 * x))).mean()
-        / np.abs(np.asarray(plain(x))).mean()
+        np.abs(to_numpy(plain(1000.0 * x))).mean() / np.abs(to_numpy(plain(x))).mean()
     )
     np.testing.assert_allclose(ratio, 1000.0, rtol=1e-3)
 
@@ -135,3 +137,27 @@ def test_regressors_serialise(layer):
         keras.saving.serialize_keras_object(layer)
     )
     assert clone.get_config() == layer.get_config()
+
+
+@pytest.mark.parametrize("use_bias", [False, True])
+def test_pointwise_conv_equals_a_1x1_conv2d_and_its_gradient(use_bias):
+    # The regressors' matmul form of a 1x1 convolution: the same values and
+    # the same input gradient as Keras's Conv2D with the same kernel.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 5, 3, 6)).astype("float32")
+    pointwise = PointwiseConv2D(4, use_bias=use_bias)
+    pointwise.build(x.shape)
+    conv = keras.layers.Conv2D(4, 1, use_bias=use_bias)
+    conv.build(x.shape)
+    weights = [rng.normal(size=w.shape).astype("float32") for w in conv.weights]
+    conv.set_weights(weights)
+    pointwise.set_weights(weights)
+    np.testing.assert_allclose(
+        to_numpy(pointwise(x)), to_numpy(conv(x)), rtol=1e-5, atol=1e-5
+    )
+    # d sum(f(x)^2) / dx: the same through both.
+    _, g_pointwise = grad(lambda v: pointwise(v) ** 2, x)
+    _, g_conv = grad(lambda v: conv(v) ** 2, x)
+    np.testing.assert_allclose(g_pointwise, g_conv, rtol=1e-4, atol=1e-4)
+    clone = PointwiseConv2D.from_config(pointwise.get_config())
+    assert clone.kernel_size == (1, 1) and clone.use_bias == use_bias

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+from keras.ops import convert_to_numpy as to_numpy
 
 from keras_vid.taps import OUTPUT, TapExtractor, check_graph_model, find_layer
 
@@ -25,9 +26,9 @@ def test_nested_path_tap_matches_the_inner_layer():
     x = np.random.default_rng(0).random((2, 6, 6, 2)).astype("float32")
     out, (inner, pooled, same_out) = ext(x)
     want_inner = keras.Model(backbone.input, backbone.get_layer("stage3").output)(x)
-    np.testing.assert_allclose(np.asarray(inner), np.asarray(want_inner), rtol=1e-6)
-    np.testing.assert_allclose(np.asarray(out), np.asarray(model(x)), rtol=1e-6)
-    np.testing.assert_array_equal(np.asarray(out), np.asarray(same_out))
+    np.testing.assert_allclose(to_numpy(inner), to_numpy(want_inner), rtol=1e-6)
+    np.testing.assert_allclose(to_numpy(out), to_numpy(model(x)), rtol=1e-6)
+    np.testing.assert_array_equal(to_numpy(out), to_numpy(same_out))
     assert tuple(pooled.shape) == (2, 5)
     # The extractor shares weights: no new variables.
     assert {id(v) for v in ext.model.weights} <= {id(v) for v in model.weights}

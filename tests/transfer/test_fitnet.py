@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 from conftest import conv_net
+from keras.ops import convert_to_numpy as to_numpy
 from transfer_refs import adaptive_avg_pool
 
 from keras_vid.regressors import DenseRegressor, VectorToMapRegressor
@@ -34,9 +35,9 @@ def numpy_hint(t, s, reg):
     kernel = np.asarray(reg.conv.kernel, "float64")[0, 0]  # (C_s, C_t)
     y = s @ kernel + np.asarray(reg.conv.bias, "float64")
     bn = reg.bn
-    y = (y - np.asarray(bn.moving_mean)) / np.sqrt(
+    y = (y - to_numpy(bn.moving_mean)) / np.sqrt(
         np.asarray(bn.moving_variance, "float64") + bn.epsilon
-    ) * np.asarray(bn.gamma) + np.asarray(bn.beta)
+    ) * to_numpy(bn.gamma) + to_numpy(bn.beta)
     y = np.maximum(y, 0.0)
     return ((t - y) ** 2).mean(axis=(1, 2, 3))
 
@@ -52,7 +53,7 @@ def test_matches_numpy_in_inference_mode(s_shape):
     term = FitNetTerm("t", "s")
     term.build(t.shape, s.shape)
     randomise(term, rng)
-    got = np.asarray(term(t, s, training=False))
+    got = to_numpy(term(t, s, training=False))
     assert got.shape == (5,)
     np.testing.assert_allclose(got, numpy_hint(t, s, term.regressor), rtol=1e-5)
 
@@ -63,7 +64,7 @@ def test_custom_regressor_is_plain_mse_and_round_trips():
     s = rng.normal(size=(3, 2, 2, 4)).astype("float32")
     term = FitNetTerm("t", "s", weight=2.0, regressor=keras.layers.Identity())
     np.testing.assert_allclose(
-        np.asarray(term(t, s)), ((t - s) ** 2).mean(axis=(1, 2, 3)), rtol=1e-5
+        to_numpy(term(t, s)), ((t - s) ** 2).mean(axis=(1, 2, 3)), rtol=1e-5
     )
     clone = keras.saving.deserialize_keras_object(
         keras.saving.serialize_keras_object(term)
