@@ -114,12 +114,37 @@ import traceback
 import warnings
 
 from absl import app, flags
+from pairs import (
+    PAIR_LABELS,
+    STAGES,
+    build_models,
+    cpu_model,
+    holder,
+    keras_distiller,
+    paper_vid,
+)
 
 FLAGS = flags.FLAGS
 
 BACKENDS = ("tensorflow", "jax", "torch")
 PAIRS = ("fmnist_cnn", "wrn")
 CANDIDATES = ("student", "bound", "vid", "vid_default", "keras")
+# The flags a backend's child process takes from the parent.
+CHILD_FLAGS = (
+    "pairs",
+    "fmnist_batch",
+    "wrn_batch",
+    "candidates",
+    "rounds",
+    "wrn_rounds",
+    "steps_per_round",
+    "warmup",
+    "learning_rate",
+    "seed",
+    "block_tensorflow",
+    "single_thread",
+    "check_bound",
+)
 
 flags.DEFINE_list(
     "backends", list(BACKENDS), "Keras backends, timed one after the other."
@@ -166,12 +191,6 @@ flags.DEFINE_string(
 flags.DEFINE_string("child", None, "Internal: the backend row this child runs.")
 flags.DEFINE_string("child_output", None, "Internal: where the child writes JSON.")
 
-STAGES = ("stage1", "stage2", "stage3")
-
-PAIR_LABELS = {
-    "fmnist_cnn": "small_cnn (32, 64, 128) -> small_cnn (8, 16, 32), 28x28x1",
-    "wrn": "WRN-40-2 -> WRN-16-1, 32x32x3",
-}
 
 # (name, numerator, denominator) of the ratios paired by round.
 RATIOS = (
@@ -185,27 +204,6 @@ RATIOS = (
 
 
 # ----------------------------------------------------------------- models
-# build_models and attention_mse are copies of those in benchmarks/step_time.py
-# (importing that script would define its absl flags a second time).
-
-
-def build_models(pair, seed):
-    import keras
-
-    from keras_vid import models
-
-    keras.utils.set_random_seed(seed)
-    if pair == "fmnist_cnn":
-        from keras_vid.models import cnn
-
-        teacher = models.small_cnn(widths=cnn.TEACHER_WIDTHS, name="cnn_teacher")
-        student = models.small_cnn(widths=cnn.STUDENT_WIDTHS, name="cnn_student")
-        return teacher, student, (28, 28, 1)
-    teacher = models.wide_resnet(40, 2, input_shape=(32, 32, 3), name="wrn_40_2")
-    student = models.wide_resnet(16, 1, input_shape=(32, 32, 3), name="wrn_16_1")
-    return teacher, student, (32, 32, 3)
-
-
 def numpy_value(variable, rng):
     """A NumPy draw for one weight, the same on every backend."""
     shape = tuple(variable.shape)
@@ -287,22 +285,6 @@ def make_data(batch, input_shape, seed):
     return x, y
 
 
-def attention_mse(teacher, student):
-    """Spatial-attention MSE per example; any channel counts, same H x W."""
-    from keras import ops
-
-    def at(a):
-        q = ops.reshape(ops.mean(ops.square(a), axis=-1), (ops.shape(a)[0], -1))
-        return q / ops.maximum(ops.norm(q, axis=-1, keepdims=True), 1e-12)
-
-    return ops.mean(ops.square(at(teacher) - at(student)), axis=-1)
-
-
-def _holder(**kwargs):
-    # A plain object keeps Keras from tracking (and double-listing) a model.
-    return type("Holder", (), kwargs)()
-
-
 def make_bound_class():
     import keras
     from keras import ops
@@ -324,7 +306,7 @@ def make_bound_class():
             extractor = keras.Model(
                 teacher.inputs, [teacher.get_layer(n).output for n in taps]
             )
-            self._t = _holder(model=extractor)
+            self._t = holder(model=extractor)
             # 0.0 at run time, but a runtime input to the compiled step, so
             # the checksum (and the teacher) cannot be folded away.
             self.teacher_weight = self.add_weight(
@@ -371,34 +353,13 @@ def build_candidate(name, teacher, student, jit, lr, seed):
     elif name == "bound":
         model = make_bound_class()(teacher, student, STAGES)
     elif name == "vid":
-        model = keras_vid.VIDDistiller(
-            teacher,
-            student,
-            pairs=[(t, t) for t in STAGES],
-            vid_weight=1.0,
-            kd_weight=None,
-            standardize=False,
-            regressor_batch_norm=False,
-        )
+        model = paper_vid(teacher, student, STAGES)
     elif name == "vid_default":
         model = keras_vid.VIDDistiller(teacher, student)
         info["pairs"] = [[p.teacher, p.student] for p in model.pairs]
         info["terms"] = [type(t).__name__ for t in model.terms]
     elif name == "keras":
-        losses = [
-            keras.distillation.FeatureDistillation(
-                loss=attention_mse, teacher_layer_name=t, student_layer_name=t
-            )
-            for t in STAGES
-        ]
-        losses.append(
-            keras.distillation.LogitsDistillation(
-                temperature=4.0, loss=keras.losses.KLDivergence()
-            )
-        )
-        model = keras.distillation.Distiller(
-            teacher, student, distillation_losses=losses, student_loss_weight=0.5
-        )
+        model = keras_distiller(teacher, student, STAGES)
     else:
         raise ValueError(f"Unknown candidate {name!r}.")
     info["numpy_kernels_added"] = numpy_new_kernels(model, known, seed)
@@ -753,15 +714,7 @@ def machine_info():
     """CPU and package versions, without importing any framework."""
     from importlib import metadata
 
-    model = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    model = cpu_model()
     versions = {}
     for package in ("keras", "tensorflow", "jax", "jaxlib", "torch", "numpy"):
         try:
@@ -787,23 +740,8 @@ def run_child(label):
     os.close(fd)
     env = dict(os.environ, KERAS_BACKEND=label.split("+")[0])
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    passed = (
-        "pairs",
-        "fmnist_batch",
-        "wrn_batch",
-        "candidates",
-        "rounds",
-        "wrn_rounds",
-        "steps_per_round",
-        "warmup",
-        "learning_rate",
-        "seed",
-        "block_tensorflow",
-        "single_thread",
-        "check_bound",
-    )
     args = [f"--child={label}", f"--child_output={path}"]
-    for name in passed:
+    for name in CHILD_FLAGS:
         value = FLAGS[name].value
         if value is None:
             continue
@@ -976,24 +914,7 @@ def main(argv):
     report = {
         "machine": machine_info(),
         "flags": {
-            name: FLAGS[name].value
-            for name in (
-                "backends",
-                "tf_xla",
-                "pairs",
-                "fmnist_batch",
-                "wrn_batch",
-                "candidates",
-                "rounds",
-                "wrn_rounds",
-                "steps_per_round",
-                "warmup",
-                "learning_rate",
-                "seed",
-                "block_tensorflow",
-                "single_thread",
-                "check_bound",
-            )
+            name: FLAGS[name].value for name in ("backends", "tf_xla", *CHILD_FLAGS)
         },
         "command": " ".join(sys.argv),
         "runs": {},

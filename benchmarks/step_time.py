@@ -63,6 +63,15 @@ import sys
 import time
 
 from absl import app, flags
+from pairs import (
+    PAIR_LABELS,
+    build_models,
+    cpu_model,
+    holder,
+    keras_distiller,
+    paper_vid,
+    stage_taps,
+)
 
 FLAGS = flags.FLAGS
 
@@ -139,40 +148,6 @@ flags.DEFINE_string(
 # The main candidates get a memory child; the pair-count variants do not.
 MEMORY_KINDS = ("student", "bound", "vid@3", "keras@3")
 
-# Pair k of the scaling study adds taps from the deepest one down:
-# 1 -> stage3, 2 -> stage2 + stage3, 3 -> stage1 + stage2 + stage3.
-STAGES = ("stage1", "stage2", "stage3")
-
-
-def stage_taps(k):
-    return list(STAGES[3 - k :])
-
-
-# ----------------------------------------------------------------- models
-
-
-def build_models(pair, seed):
-    import keras
-
-    from keras_vid import models
-
-    keras.utils.set_random_seed(seed)
-    if pair == "fmnist_cnn":
-        from keras_vid.models import cnn
-
-        teacher = models.small_cnn(widths=cnn.TEACHER_WIDTHS, name="cnn_teacher")
-        student = models.small_cnn(widths=cnn.STUDENT_WIDTHS, name="cnn_student")
-        return teacher, student, (28, 28, 1)
-    teacher = models.wide_resnet(40, 2, input_shape=(32, 32, 3), name="wrn_40_2")
-    student = models.wide_resnet(16, 1, input_shape=(32, 32, 3), name="wrn_16_1")
-    return teacher, student, (32, 32, 3)
-
-
-PAIR_LABELS = {
-    "fmnist_cnn": "small_cnn (32, 64, 128) -> small_cnn (8, 16, 32), 28x28x1",
-    "wrn": "WRN-40-2 -> WRN-16-1, 32x32x3",
-}
-
 
 def make_data(batch, input_shape, seed):
     import numpy as np
@@ -182,22 +157,6 @@ def make_data(batch, input_shape, seed):
     x = rng.standard_normal((batch, *input_shape)).astype("float32")
     y = rng.integers(0, 10, size=(batch,)).astype("int32")
     return tf.constant(x), tf.constant(y)
-
-
-def attention_mse(teacher, student):
-    """Spatial-attention MSE per example; any channel counts, same H x W."""
-    from keras import ops
-
-    def at(a):
-        q = ops.reshape(ops.mean(ops.square(a), axis=-1), (ops.shape(a)[0], -1))
-        return q / ops.maximum(ops.norm(q, axis=-1, keepdims=True), 1e-12)
-
-    return ops.mean(ops.square(at(teacher) - at(student)), axis=-1)
-
-
-def _holder(**kwargs):
-    # A plain object keeps Keras from tracking (and double-listing) a model.
-    return type("Holder", (), kwargs)()
 
 
 def make_bound_class():
@@ -214,7 +173,7 @@ def make_bound_class():
             extractor = keras.Model(
                 teacher.inputs, [teacher.get_layer(n).output for n in taps]
             )
-            self._t = _holder(model=extractor)
+            self._t = holder(model=extractor)
             self.built = True
 
         def call(self, x, training=False):
@@ -300,8 +259,6 @@ def build_candidate(kind, teacher, student, x, jit, lr):
     """Returns a compiled `keras.Model` whose train function is one step."""
     import keras
 
-    import keras_vid
-
     def task_loss():
         return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -316,33 +273,9 @@ def build_candidate(kind, teacher, student, x, jit, lr):
     elif name == "bound":
         model = make_bound_class()(teacher, student, stage_taps(3))
     elif name == "vid":
-        # VID-I alone on raw taps with the paper's regressor, as
-        # docs/benchmarks.md measured it (the default VIDDistiller also adds
-        # KD, standardises the targets and puts BatchNorm in the regressors).
-        model = keras_vid.VIDDistiller(
-            teacher,
-            student,
-            pairs=[(t, t) for t in taps],
-            vid_weight=1.0,
-            kd_weight=None,
-            standardize=False,
-            regressor_batch_norm=False,
-        )
+        model = paper_vid(teacher, student, taps)
     elif name == "keras":
-        losses = [
-            keras.distillation.FeatureDistillation(
-                loss=attention_mse, teacher_layer_name=t, student_layer_name=t
-            )
-            for t in taps
-        ]
-        losses.append(
-            keras.distillation.LogitsDistillation(
-                temperature=4.0, loss=keras.losses.KLDivergence()
-            )
-        )
-        model = keras.distillation.Distiller(
-            teacher, student, distillation_losses=losses, student_loss_weight=0.5
-        )
+        model = keras_distiller(teacher, student, taps)
     elif name == "regressors":
         t_taps = taps_for(teacher, taps, x)
         s_taps = taps_for(student, taps, x)
@@ -554,15 +487,7 @@ def machine_info():
     import keras
     import tensorflow as tf
 
-    model = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    model = cpu_model()
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
             timespec="seconds"
