@@ -652,7 +652,7 @@ class Distiller(keras.Model):
         (`calibrate`).
         """
         self._unlabeled_data = validation.check_fit_data(self, x, y)
-        if any(getattr(t, "needs_calibration", False) for t in self.terms):
+        if self._uncalibrated_terms():
             self.calibrate(x)
         return super().fit(x, y, *args, **kwargs)
 
@@ -663,7 +663,7 @@ class Distiller(keras.Model):
         training; one batch is too few examples for that, so here they must
         have been measured first: call `calibrate` on the training images.
         """
-        if any(getattr(t, "needs_calibration", False) for t in self.terms):
+        if self._uncalibrated_terms():
             raise ValueError(
                 "This distiller standardises its VID targets with teacher "
                 "statistics that `fit` measures before training, but they have "
@@ -673,6 +673,12 @@ class Distiller(keras.Model):
                 "distiller with `standardize=False`."
             )
         return super().train_on_batch(x, y, *args, **kwargs)
+
+    def _uncalibrated_terms(self):
+        """Indices of the standardised terms whose statistics are not set."""
+        return [
+            i for i, t in enumerate(self.terms) if getattr(t, "needs_calibration", 0)
+        ]
 
     def calibrate(self, x, max_examples=1024):
         """Measures the teacher-tap statistics of standardised terms.
@@ -699,9 +705,7 @@ class Distiller(keras.Model):
         distiller.calibrate(train_ds)
         ```
         """
-        todo = [
-            i for i, t in enumerate(self.terms) if getattr(t, "needs_calibration", 0)
-        ]
+        todo = self._uncalibrated_terms()
         if not todo:
             return
         sums = {}
