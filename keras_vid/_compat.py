@@ -133,6 +133,14 @@ PRIVATE = (
         "The error tfds raises for a file whose checksum differs, turned into "
         "keras-vid's DataVerificationError.",
     ),
+    (
+        "tensorflow_datasets.core.hashing",
+        "Hasher",
+        "data",
+        "The salted key hash by which tfds orders a split's examples; undoing "
+        "it gives the original files' order, so tfds and the direct reader "
+        "give the same arrays. tfds has no public accessor.",
+    ),
 )
 
 
@@ -279,6 +287,30 @@ def tfds_checksum_error():
     from tensorflow_datasets.core.download import download_manager
 
     return download_manager.NonMatchingChecksumError
+
+
+def tfds_file_order(split, num_examples):
+    """Where each example of the original files sits in tfds's stored split.
+
+    tfds writes a split sorted by the salted MD5 of each example's key, and
+    the MNIST-family and CIFAR builders key examples by their index in the
+    original files. Returns `order` such that `stored[i]` is example
+    `order[i]` of the files; `restored[order] = stored` undoes the shuffle,
+    so both sources give the same arrays and the same subsets. tfds has no
+    public accessor for this order; `keras_vid.data` verifies the restored
+    full splits against the files' SHA-256, so a change in tfds fails loudly.
+
+    Example:
+
+    >>> sorted(tfds_file_order("test", 5).tolist())
+    [0, 1, 2, 3, 4]
+    """
+    import numpy as np
+    from tensorflow_datasets.core import hashing
+
+    hasher = hashing.Hasher(salt=split)
+    keys = [hasher.hash_key(index) for index in range(num_examples)]
+    return np.array(sorted(range(num_examples), key=keys.__getitem__))
 
 
 def symbolic_build(model, data_batch):

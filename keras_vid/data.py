@@ -20,7 +20,10 @@ Two sources deliver the verified data:
   same files with `tfds.download.DownloadConfig(manual_dir=...)` when it is not
   yet in the tfds `data_dir`. tfds checks the compressed files against its own
   checksums; for Debian's Fashion-MNIST files the original gzip header is
-  restored first (the result matches tfds's checksums byte for byte).
+  restored first (the result matches tfds's checksums byte for byte). The
+  examples come back in the files' order, as from the direct reader, and a
+  full Fashion-MNIST split is checked against `CONTENT_SHA256` as well; so
+  both sources give the same arrays, and the same subsets for a seed.
 
 The default, `source="auto"`, reads the raw files when it finds them and
 otherwise uses a copy that tfds already prepared in `data_dir`.
@@ -942,7 +945,42 @@ def _load_tfds(spec, split, manual_dir, data_dir):
             f"tfds returned {spec.name} images of shape {x.shape[1:]}, expected "
             f"{spec.input_shape}."
         )
-    return x, y
+    return _in_file_order(spec, split, x, y)
+
+
+def _in_file_order(spec, split, x, y):
+    """Puts tfds's examples back in the files' order, as the direct reader.
+
+    Then `subset_indices` draws the same images for a seed from either source.
+    A full split whose decompressed content has a recorded hash is verified
+    against it, which also proves the order is the files' own.
+    """
+    from keras_vid._compat import tfds_file_order
+
+    order = tfds_file_order(split, len(y))
+    x_files, y_files = np.empty_like(x), np.empty_like(y)
+    x_files[order], y_files[order] = x, y
+    if spec.kind == "idx" and len(y) == spec.num_examples(split):
+        height, width, _ = spec.input_shape
+        images_stem, labels_stem = spec.idx_files[split]
+        contents = {
+            images_stem: struct.pack(">4I", _IDX_IMAGES_MAGIC, len(y), height, width)
+            + x_files.tobytes(),
+            labels_stem: struct.pack(">2I", _IDX_LABELS_MAGIC, len(y))
+            + y_files.astype(np.uint8).tobytes(),
+        }
+        for stem, content in contents.items():
+            expected = CONTENT_SHA256.get(spec.name, {}).get(stem)
+            if expected is not None and _sha256_bytes(content) != expected:
+                raise DataVerificationError(
+                    f"tfds's {spec.title} {split} split, put back in the "
+                    f"files' order, does not match the published {stem} "
+                    f"(SHA-256 {_sha256_bytes(content)}, expected {expected}). "
+                    "Either tfds's prepared copy differs from the published "
+                    "files or this tfds version orders a split differently "
+                    "(keras_vid._compat.tfds_file_order). Use source='direct'."
+                )
+    return x_files, y_files
 
 
 # --------------------------------------------------------------------------
@@ -1292,9 +1330,10 @@ def load_arrays(
     verified and parsed; the arrays are cached in-process (keyed by the
     files' path, size and mtime) and returned read-only, so call `.copy()`
     before modifying them. With `source="tfds"` they come from `tfds.load`
-    (prepared from the same files if needed; not cached here). Example order
-    follows the files for `"direct"` and tfds's stored order for `"tfds"`,
-    so the two sources pick different subsets for the same seed.
+    (prepared from the same files if needed; not cached here). Both give the
+    examples in the files' order (tfds's stored shuffle is undone), so the
+    two sources give the same arrays and `subset_indices` the same images
+    for a seed.
 
     For an image folder, both splits are decoded at once and cached
     (read-only, too), keyed by the folder's path, `image_size` and its file
@@ -1801,7 +1840,7 @@ def _element_parts(spec):
     return parts[0], parts[1] if len(parts) > 1 else None, len(parts)
 
 
-def with_unlabeled(labeled, unlabeled, ratio=1.0, seed=0):
+def with_unlabeled(labeled, unlabeled, ratio=1.0, seed=0, batch_size=None):
     """Adds unlabelled examples to every batch of a labelled dataset.
 
     Each labelled batch of `B` examples gets `round(ratio * B)` unlabelled
@@ -1825,13 +1864,19 @@ def with_unlabeled(labeled, unlabeled, ratio=1.0, seed=0):
             `y` is ignored), such as `load_unlabeled`'s.
         ratio: unlabelled examples per labelled one, > 0.
         seed: the seed of the unlabelled stream's shuffle.
+        batch_size: the labelled batch size `B`. Needed only where the
+            labelled dataset's batch axis is not static (batches made
+            without `drop_remainder`): without it, the first batch is read
+            to learn `B`, and reading it advances a seeded
+            `shuffle(..., reshuffle_each_iteration=True)` by one pass, so
+            training then sees the second pass's order first.
 
     Returns:
         A `tf.data.Dataset` with the labelled dataset's cardinality.
 
     Raises:
         ValueError: if the images differ in shape or structure, the labels
-            are not class ids, or `ratio` is not positive.
+            are not class ids, or `ratio` or `batch_size` is not positive.
 
     Example:
 
@@ -1884,8 +1929,20 @@ def with_unlabeled(labeled, unlabeled, ratio=1.0, seed=0):
                 f"unlabelled {b.shape[1:]} {b.dtype.name}. Load them with the same "
                 "image_size and channels (load_unlabeled(..., image_size=...))."
             )
-    first = tf.nest.flatten(next(iter(labeled))[0])[0]
-    size = max(1, round(ratio * int(first.shape[0])))
+    batch = tf.nest.flatten(lx)[0].shape[0]
+    if batch_size is not None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
+            batch_size = 0
+        if batch_size <= 0 or (batch is not None and batch != batch_size):
+            raise ValueError(
+                "batch_size must be the labelled dataset's batch size, a positive "
+                f"integer (its batch axis is {batch}). Received: "
+                f"batch_size={batch_size!r}."
+            )
+        batch = int(batch_size)
+    if batch is None:
+        batch = int(tf.nest.flatten(next(iter(labeled))[0])[0].shape[0])
+    size = max(1, round(ratio * batch))
     # Every epoch restarts the unlabelled stream: unless it reshuffles, each
     # epoch would draw the same unlabelled images.
     a, b = (tf.nest.flatten(next(iter(unlabeled)))[0] for _ in range(2))

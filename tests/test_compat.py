@@ -50,6 +50,9 @@ OWNERS = {
     "tensorflow_datasets.core.download.download_manager": lambda: (
         importlib.import_module("tensorflow_datasets.core.download.download_manager")
     ),
+    "tensorflow_datasets.core.hashing": lambda: importlib.import_module(
+        "tensorflow_datasets.core.hashing"
+    ),
 }
 
 

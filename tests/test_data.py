@@ -584,6 +584,36 @@ def test_real_fashion_mnist_through_tfds(tmp_path, monkeypatch):
     )
     assert x.shape == (300, 28, 28, 1) and x.dtype == np.uint8
     assert y.dtype == np.int32 and set(np.unique(y)) <= set(range(10))
+    # tfds wrote the files' first 300 examples in its own shuffled order; they
+    # come back in the files' order, so both sources draw the same subset.
+    x_direct, y_direct = data.load_arrays("fashion_mnist", "test", source="direct")
+    np.testing.assert_array_equal(x, x_direct[:300])
+    np.testing.assert_array_equal(y, y_direct[:300])
+    for seed in (0, 1, 2):
+        np.testing.assert_array_equal(
+            data.subset_indices(y, 5, seed),
+            data.subset_indices(y_direct[:300], 5, seed),
+        )
+
+
+@needs_fmnist
+def test_tfds_full_split_is_verified_in_file_order(monkeypatch):
+    """A whole split in tfds's stored order comes back verified, in file order."""
+    from keras_vid._compat import tfds_file_order
+
+    monkeypatch.setattr(data, "SYSTEM_DIRS", {"fashion_mnist": (FMNIST_DIR,)})
+    spec = data._spec("fashion_mnist")
+    x, y = data.load_arrays("fashion_mnist", "test", source="direct")
+    order = tfds_file_order("test", len(y))
+    assert not np.array_equal(order, np.arange(len(y)))  # tfds does shuffle.
+    x_files, y_files = data._in_file_order(spec, "test", x[order], y[order])
+    np.testing.assert_array_equal(x_files, x)
+    np.testing.assert_array_equal(y_files, y)
+    # Two examples out of place: the content no longer hashes to the files'.
+    swapped = order.copy()
+    swapped[[0, 1]] = swapped[[1, 0]]
+    with pytest.raises(data.DataVerificationError, match="orders a split"):
+        data._in_file_order(spec, "test", x[swapped], y[swapped])
 
 
 def test_augmentation_is_a_padded_shift_and_flip():

@@ -238,6 +238,50 @@ def test_with_unlabeled_refuses_mismatched_images_and_bad_ratio(
         data.with_unlabeled(labeled, stream, ratio=ratio)
 
 
+def test_with_unlabeled_with_batch_size_keeps_the_labelled_shuffle():
+    """Given B, nothing is read ahead: epoch 1 is the shuffle's first pass."""
+
+    def labeled():
+        ids = tf.data.Dataset.range(12)
+        ids = ids.shuffle(12, seed=3, reshuffle_each_iteration=True)
+        return ids.map(lambda i: (tf.zeros((8, 8, 1)), tf.cast(i, "int32"))).batch(5)
+
+    _, stream, _ = labelled_and_unlabelled(k=30)
+    fresh = np.concatenate([by.numpy() for _, by in labeled()])
+    assert sorted(fresh) == list(range(12))
+    mix = data.with_unlabeled(labeled(), stream, ratio=1, batch_size=5)
+    seen = [by.numpy() for _, by in mix]
+    assert [len(b) for b in seen] == [10, 10, 7]  # B + round(ratio * B) each
+    np.testing.assert_array_equal(np.concatenate([b[b >= 0] for b in seen]), fresh)
+    # Without B the first batch is read to learn it: the first pass is spent.
+    peeked = np.concatenate(
+        [
+            by.numpy()[by.numpy() >= 0]
+            for _, by in data.with_unlabeled(labeled(), stream)
+        ]
+    )
+    assert not np.array_equal(peeked, fresh)
+
+
+@pytest.mark.parametrize("batch_size", [0, -4, 2.5, True])
+def test_with_unlabeled_refuses_a_bad_batch_size(batch_size):
+    labeled, stream, _ = labelled_and_unlabelled()
+    with pytest.raises(ValueError, match=r"batch_size must be the labelled"):
+        data.with_unlabeled(labeled, stream, batch_size=batch_size)
+
+
+def test_with_unlabeled_refuses_a_batch_size_that_contradicts_the_data():
+    x = np.zeros((8, 8, 8, 1), "float32")
+    static = tf.data.Dataset.from_tensor_slices((x, np.zeros(8, "int32")))
+    static = static.batch(4, drop_remainder=True)
+    stream = tf.data.Dataset.from_tensor_slices(x).batch(2)
+    with pytest.raises(ValueError, match=r"batch axis is 4\). Received: batch_size=3"):
+        data.with_unlabeled(static, stream, batch_size=3)
+    assert (
+        next(iter(data.with_unlabeled(static, stream, batch_size=4)))[0].shape[0] == 8
+    )
+
+
 def test_with_unlabeled_needs_class_ids():
     x = np.zeros((4, 8, 8, 1), "float32")
     one_hot = tf.data.Dataset.from_tensor_slices((x, np.eye(3)[[0, 1, 2, 0]])).batch(2)
