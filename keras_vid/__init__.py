@@ -11,7 +11,15 @@ from keras_vid.transfer import TransferTerm, VIDTerm
 __version__ = "0.1.0"
 
 # Heavier modules (tensorflow-datasets, keras-tuner) load on first use.
-_LAZY = ("applications", "data", "experiment", "models", "methods", "tuning")
+_LAZY = (
+    "applications",
+    "data",
+    "experiment",
+    "models",
+    "methods",
+    "reporting",
+    "tuning",
+)
 
 
 def __getattr__(name):

@@ -1,7 +1,8 @@
-"""Library side of the recipes: train a teacher, run one distillation, a grid.
+"""Library side of the recipes: train a teacher, load the data, distil once.
 
 The absl scripts under `recipes/` parse flags and call these functions, so
-that the same code is tested, tuned and reused from a notebook.
+that the same code is tested, tuned and reused from a notebook; their grids
+and reports are `keras_vid.reporting`'s.
 """
 
 import contextlib
@@ -9,16 +10,14 @@ import csv
 import dataclasses
 import io
 import json
-import math
 import os
 import re
-import textwrap
 import time
 
 import keras
 import numpy as np
 
-from keras_vid import applications, distribute, pairing
+from keras_vid import applications, distribute, pairing, reporting
 from keras_vid import data as data_lib
 from keras_vid import methods as methods_lib
 from keras_vid import models as models_lib
@@ -388,7 +387,7 @@ def _replay_iterators(train, epochs):
     # iterators per epoch: one at the end of the epoch, unused, and one at the
     # start of the next. Replaying as many for the finished epochs makes a
     # resumed run see the same batches as an uninterrupted one;
-    # tests/test_reliability.py checks the weights end equal, and differ
+    # tests/test_experiment_resume.py checks the weights end equal, and differ
     # without this.
     for _ in range(2 * epochs):
         iter(train)
@@ -405,10 +404,9 @@ def _trim_history(path, resumed):
         return
     column = rows[0].index("epoch")
     kept = [rows[0]] + [r for r in rows[1:] if r and int(r[column]) < resumed]
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as f:
-        csv.writer(f).writerows(kept)
-    os.replace(tmp, path)
+    text = io.StringIO()
+    csv.writer(text).writerows(kept)
+    reporting.write_text(path, text.getvalue())
 
 
 def _is_zoo(name):
@@ -510,6 +508,60 @@ def load_splits(cfg, augment=None, shuffle=None):
         **where,
     )
     return train, data_lib.load(cfg.dataset, "test", batch_size=512, **where)
+
+
+def load_search_data(
+    dataset,
+    samples_per_class,
+    val_per_class=200,
+    seed=0,
+    batch_size=64,
+    validation="holdout",
+    manual_dir=None,
+):
+    """Returns `(train, validation)` datasets for a hyperparameter search.
+
+    `train` is `load_splits`'s: `samples_per_class` images per class drawn by
+    `seed`, what `recipes/distill.py` trains on. With `"holdout"` validation,
+    `val_per_class` images per class are drawn (with `seed + 1`) from the
+    training images *not* in that subset, so the search never selects on the
+    test split; `"test"` validates on the test split (needed when
+    `samples_per_class` is None, every training image).
+
+    Example:
+
+    ```python
+    train, val = load_search_data("fashion_mnist", 100, val_per_class=200)
+    ```
+    """
+    if validation not in ("holdout", "test"):
+        raise ValueError(
+            f"`validation` must be 'holdout' or 'test'. Received: {validation!r}."
+        )
+    if validation == "holdout" and samples_per_class is None:
+        raise ValueError(
+            "validation='holdout' draws from the training images left out of the "
+            "subset, so it needs samples_per_class; with every training image, "
+            "use validation='test'."
+        )
+    cfg = DistillConfig(
+        dataset=dataset,
+        samples_per_class=samples_per_class,
+        seed=seed,
+        batch_size=batch_size,
+        manual_dir=manual_dir,
+    )
+    train, test = load_splits(cfg)
+    if validation == "test":
+        return train, test
+    x, y = data_lib.load_arrays(dataset, "train", manual_dir)
+    classes = data_lib.info(dataset)["num_classes"]
+    used = data_lib.subset_indices(y, samples_per_class, seed, classes)
+    rest = np.setdiff1d(np.arange(len(y)), used)
+    pick = rest[data_lib.subset_indices(y[rest], val_per_class, seed + 1, classes)]
+    images = np.multiply(x[pick], np.float32(1.0 / 255.0), dtype=np.float32)
+    val = tf.data.Dataset.from_tensor_slices((images, y[pick].astype("int32")))
+    return train, val.batch(512).prefetch(tf.data.AUTOTUNE)
 
 
 def _in_scope(teacher):
@@ -625,7 +677,11 @@ def distill(cfg, teacher, callbacks=(), strategy=None, builder=None):
                 )
         if pool is not None:
             train = data_lib.with_unlabeled(
-                train, pool, ratio=cfg.unlabeled_ratio, seed=cfg.seed
+                train,
+                pool,
+                ratio=cfg.unlabeled_ratio,
+                seed=cfg.seed,
+                batch_size=cfg.batch_size,
             )
         steps = cfg.epochs * int(train.cardinality())
         distiller.compile(
@@ -686,420 +742,5 @@ def distill(cfg, teacher, callbacks=(), strategy=None, builder=None):
         "epochs_run": [int(e) for e in hist.epoch],
     }
     if cfg.output_dir:
-        with open(os.path.join(cfg.output_dir, "result.json"), "w") as f:
-            json.dump(result, f, indent=2)
+        reporting.write_json(result, os.path.join(cfg.output_dir, "result.json"))
     return result
-
-
-# ------------------------------------------------------------------ reporting
-
-PAPER_CIFAR10 = {
-    "student": {5000: 90.72, 1000: 84.67, 500: 79.63, 100: 58.84},
-    "kd": {5000: 91.27, 1000: 86.11, 500: 82.23, 100: 64.24},
-    "fitnet": {5000: 90.64, 1000: 84.78, 500: 80.73, 100: 68.90},
-    "at": {5000: 91.60, 1000: 87.26, 500: 84.94, 100: 73.40},
-    "vid_i": {5000: 91.85, 1000: 89.73, 500: 88.09, 100: 81.59},
-}
-"""The paper's CIFAR-10 table (WRN-40-2 -> WRN-16-1), test accuracy in %."""
-
-
-def summarise(results):
-    """Groups results by (method, N): mean and standard deviation in %.
-
-    Example:
-
-    >>> summarise([{"method": "kd", "samples_per_class": 100,
-    ...             "test_accuracy": 0.5}])[("kd", 100)]["mean"]
-    50.0
-    """
-    groups = {}
-    for r in results:
-        groups.setdefault((r["method"], r["samples_per_class"]), []).append(
-            100.0 * r["test_accuracy"]
-        )
-    return {
-        k: {
-            "mean": float(np.mean(v)),
-            "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0,
-            "n": len(v),
-        }
-        for k, v in groups.items()
-    }
-
-
-def markdown_table(results, paper=None):
-    """Formats results in the paper's layout: methods x N, mean +- std.
-
-    `paper` is a `{method: {N: accuracy}}` dict printed beside ours.
-
-    Example:
-
-    >>> print(markdown_table([{"method": "kd", "samples_per_class": 100,
-    ...                        "test_accuracy": 0.5}]))
-    | method | N=100 |
-    |---|---|
-    | kd | 50.00 |
-    """
-    stats = summarise(results)
-    methods = list(dict.fromkeys(r["method"] for r in results))
-    sizes = sorted(
-        {r["samples_per_class"] for r in results},
-        key=lambda n: -(n if n is not None else math.inf),
-    )
-    header = "| method | " + " | ".join(f"N={n or 'all'}" for n in sizes) + " |"
-    lines = [header, "|---|" + "---|" * len(sizes)]
-    for m in methods:
-        cells = []
-        for n in sizes:
-            s = stats.get((m, n))
-            if s is None:
-                cells.append("")
-                continue
-            cell = f"{s['mean']:.2f}" + (f" ± {s['std']:.2f}" if s["n"] > 1 else "")
-            if paper and m in paper and n in paper[m]:
-                cell += f" (paper {paper[m][n]:.2f})"
-            cells.append(cell)
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def _write_text_atomic(path, text):
-    # A grid is resumed from results.json: a kill mid-write must leave the
-    # previous file, not a truncated one.
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def write_results(results, output_dir, title="", paper=None):
-    """Writes `results.json`, `results.csv`, `results.md` and `accuracy.png`.
-
-    Each file is replaced atomically, so an interrupted grid keeps its last
-    complete set of results (see `previous_results`).
-
-    Example:
-
-    ```python
-    write_results(results, "runs/table", title="Fashion-MNIST")
-    ```
-    """
-    os.makedirs(output_dir, exist_ok=True)
-    _write_text_atomic(
-        os.path.join(output_dir, "results.json"), json.dumps(results, indent=2)
-    )
-    fields = ["method", "samples_per_class", "seed", "test_accuracy", "seconds"]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(results)
-    _write_text_atomic(os.path.join(output_dir, "results.csv"), buf.getvalue())
-    table = markdown_table(results, paper)
-    _write_text_atomic(
-        os.path.join(output_dir, "results.md"),
-        (f"## {title}\n\n" if title else "") + table + "\n",
-    )
-    plot_accuracy(results, os.path.join(output_dir, "accuracy.png"), title)
-    return table
-
-
-def previous_results(output_dir, **expected):
-    """Loads an interrupted grid's `results.json` to resume it.
-
-    Args:
-        output_dir: the grid's output directory.
-        **expected: settings every previous run must share with this one,
-            such as `dataset="fashion_mnist", student="wrn-10-1", epochs=30`;
-            results from other settings would mix into the table silently.
-
-    Returns:
-        The list of previous results, empty when there are none.
-
-    Example:
-
-    >>> previous_results("/nonexistent", epochs=30)
-    []
-    """
-    path = os.path.join(output_dir, "results.json")
-    if not os.path.exists(path):
-        return []
-    try:
-        with open(path) as f:
-            results = json.load(f)
-    except (OSError, ValueError) as e:
-        raise ValueError(
-            f"Cannot resume from {path!r}: it is not valid JSON ({e}). Move it "
-            "away to start the grid afresh."
-        ) from e
-    for r in results:
-        for key, value in expected.items():
-            if key in r and r[key] != value:
-                raise ValueError(
-                    f"{path!r} holds a run with {key}={r[key]!r}, but this grid "
-                    f"has {key}={value!r}. Use another --output_dir, or move "
-                    "results.json away to start afresh."
-                )
-    return results
-
-
-def plot_accuracy(results, path, title=""):
-    """Plots test accuracy against N per method, with std error bars.
-
-    With a single N it draws one bar per method (a line through one point
-    per method says nothing).
-
-    Example:
-
-    ```python
-    plot_accuracy(results, "runs/accuracy.png")
-    ```
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    stats = summarise(results)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    sizes = sorted({n for (_, n) in stats if n is not None})
-    if len(sizes) == 1:
-        names = [
-            m
-            for m in dict.fromkeys(r["method"] for r in results)
-            if (m, sizes[0]) in stats
-        ]
-        means = [stats[(m, sizes[0])]["mean"] for m in names]
-        ax.bar(
-            range(len(names)),
-            means,
-            yerr=[stats[(m, sizes[0])]["std"] for m in names],
-            capsize=3,
-            color=[f"C{i % 10}" for i in range(len(names))],
-        )
-        ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
-        low = min(means) - 2 * max(stats[(m, sizes[0])]["std"] or 1 for m in names)
-        ax.set_ylim(max(0.0, low), None)
-        ax.set_ylabel(f"test accuracy (%), N={sizes[0]}")
-        ax.set_title(_wrap(title), fontsize=10)
-        ax.grid(alpha=0.3, axis="y")
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        return
-    for m in dict.fromkeys(r["method"] for r in results):
-        ns = sorted(n for (mm, n) in stats if mm == m and n is not None)
-        if not ns:
-            continue
-        ax.errorbar(
-            ns,
-            [stats[(m, n)]["mean"] for n in ns],
-            yerr=[stats[(m, n)]["std"] for n in ns],
-            marker="o",
-            capsize=3,
-            label=m,
-        )
-    ax.set_xscale("log")
-    ax.set_xlabel("training images per class (N)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(_wrap(title), fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def _wrap(title):
-    # A long title (a transfer run names both tasks) would be cut at the
-    # figure's edges.
-    return "\n".join(textwrap.wrap(title, 70))
-
-
-def _cell(values):
-    if not values:
-        return ""
-    mean = float(np.mean(values))
-    if len(values) == 1:
-        return f"{mean:.2f}"
-    return f"{mean:.2f} ± {float(np.std(values, ddof=1)):.2f}"
-
-
-def suite_summary(results):
-    """Per (pair, method, N): test accuracies in % and divergence counts.
-
-    Example:
-
-    >>> suite_summary([{"pair": "a>b", "method": "kd", "samples_per_class": 100,
-    ...                 "test_accuracy": 0.5, "split": "held_out"}])
-    {('a>b', 'kd', 100): {'acc': [50.0], 'diverged': 0, 'split': 'held_out'}}
-    """
-    out = {}
-    for r in results:
-        cell = out.setdefault(
-            (r["pair"], r["method"], r["samples_per_class"]),
-            {"acc": [], "diverged": 0, "split": r.get("split")},
-        )
-        if r.get("test_accuracy") is None:
-            cell["diverged"] += 1
-        else:
-            cell["acc"].append(100.0 * r["test_accuracy"])
-    return out
-
-
-def suite_markdown(results, teacher_accuracy=None):
-    """The generalisation suite's tables: per pair, then the targets at each N.
-
-    Example:
-
-    >>> print(suite_markdown([{"pair": "a>b", "method": "kd", "seed": 0,
-    ...     "samples_per_class": 100, "test_accuracy": 0.5, "split": "tuning"}]))
-    ... # doctest: +ELLIPSIS
-    ## tuning pairs...
-    """
-    stats = suite_summary(results)
-    methods = list(dict.fromkeys(r["method"] for r in results))
-    sizes = sorted({r["samples_per_class"] for r in results}, reverse=True)
-    lines = []
-    for split in ("tuning", "held_out"):
-        pairs = list(
-            dict.fromkeys(r["pair"] for r in results if r.get("split") == split)
-        )
-        if not pairs:
-            continue
-        lines += [f"## {split.replace('_', '-')} pairs", ""]
-        header = "| pair | N | " + " | ".join(methods) + " |"
-        lines += [header, "|---|---|" + "---|" * len(methods)]
-        for pair in pairs:
-            for n in sizes:
-                cells = []
-                for m in methods:
-                    s = stats.get((pair, m, n))
-                    cell = _cell(s["acc"]) if s else ""
-                    if s and s["diverged"]:
-                        cell += f" ({s['diverged']} diverged)"
-                    cells.append(cell)
-                if any(cells):
-                    lines.append(f"| {pair} | {n} | " + " | ".join(cells) + " |")
-        lines.append("")
-        for vid in [m for m in methods if m.startswith("vid")]:
-            lines += _targets(stats, pairs, sizes, vid)
-    if teacher_accuracy:
-        lines.append(
-            "Teachers (test %): "
-            + ", ".join(f"{k} {100 * v:.2f}" for k, v in teacher_accuracy.items())
-        )
-    return "\n".join(lines)
-
-
-def _targets(stats, pairs, sizes, vid):
-    """Leads of `vid` over the student and over the better KD, per pair."""
-    lines = [
-        f"`{vid}`: lead over the student / over the better of kd and keras_kd "
-        "(points, means over seeds)",
-        "",
-        "| pair | " + " | ".join(f"N={n}" for n in sizes) + " |",
-        "|---|" + "---|" * len(sizes),
-    ]
-    sums = {n: [[], []] for n in sizes}
-    for pair in pairs:
-        cells = []
-        for n in sizes:
-            v = stats.get((pair, vid, n))
-            st = stats.get((pair, "student", n))
-            kds = [
-                float(np.mean(stats[(pair, k, n)]["acc"]))
-                for k in ("kd", "keras_kd")
-                if (pair, k, n) in stats and stats[(pair, k, n)]["acc"]
-            ]
-            if not v or not v["acc"]:
-                cells.append("")
-                continue
-            mv = float(np.mean(v["acc"]))
-            a = mv - float(np.mean(st["acc"])) if st and st["acc"] else None
-            b = mv - max(kds) if kds else None
-            if a is not None:
-                sums[n][0].append(a)
-            if b is not None:
-                sums[n][1].append(b)
-            cells.append(" / ".join("" if x is None else f"{x:+.2f}" for x in (a, b)))
-        lines.append(f"| {pair} | " + " | ".join(cells) + " |")
-    lines.append(
-        "| **mean** | "
-        + " | ".join(
-            " / ".join(f"{np.mean(x):+.2f}" if x else "" for x in sums[n])
-            for n in sizes
-        )
-        + " |"
-    )
-    return lines + [""]
-
-
-def write_suite_results(results, output_dir, teacher_accuracy=None):
-    """Writes the suite's `results.json` and `results.md` atomically.
-
-    Example:
-
-    ```python
-    write_suite_results(results, "runs/suite")
-    ```
-    """
-    os.makedirs(output_dir, exist_ok=True)
-    _write_text_atomic(
-        os.path.join(output_dir, "results.json"), json.dumps(results, indent=2)
-    )
-    text = suite_markdown(results, teacher_accuracy)
-    _write_text_atomic(os.path.join(output_dir, "results.md"), text + "\n")
-    plot_suite(results, os.path.join(output_dir, "accuracy.png"))
-    return text
-
-
-def plot_suite(results, path):
-    """Bars of mean test accuracy per pair and method, one panel per N.
-
-    Example:
-
-    ```python
-    plot_suite(results, "runs/suite/accuracy.png")
-    ```
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    stats = suite_summary(results)
-    pairs = list(dict.fromkeys(r["pair"] for r in results))
-    methods = list(dict.fromkeys(r["method"] for r in results))
-    sizes = sorted({r["samples_per_class"] for r in results}, reverse=True)
-    fig, axes = plt.subplots(
-        len(sizes), 1, figsize=(max(6, 1.3 * len(pairs)), 3.5 * len(sizes))
-    )
-    axes = np.atleast_1d(axes)
-    width = 0.8 / max(1, len(methods))
-    # tab10 repeats after ten methods; the suite compares more.
-    colors = plt.get_cmap("tab20").colors
-    for ax, n in zip(axes, sizes):
-        for j, m in enumerate(methods):
-            means, errs = [], []
-            for pair in pairs:
-                acc = stats.get((pair, m, n), {"acc": []})["acc"]
-                means.append(np.mean(acc) if acc else np.nan)
-                errs.append(np.std(acc, ddof=1) if len(acc) > 1 else 0.0)
-            xs = np.arange(len(pairs)) + (j - (len(methods) - 1) / 2) * width
-            color = colors[j % len(colors)]
-            ax.bar(xs, means, width, yerr=errs, capsize=2, label=m, color=color)
-        finite = [a for (p, m, nn), c in stats.items() if nn == n for a in c["acc"]]
-        if finite:
-            ax.set_ylim(min(finite) - 2, max(finite) + 1)
-        ax.set_xticks(np.arange(len(pairs)))
-        ax.set_xticklabels(pairs, rotation=20, ha="right", fontsize=8)
-        ax.set_ylabel(f"test accuracy (%), N={n}")
-        ax.grid(axis="y", alpha=0.3)
-    axes[0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

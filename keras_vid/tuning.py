@@ -3,7 +3,7 @@
 `VIDHyperModel` builds a compiled `keras_vid.VIDDistiller` from a
 `keras_tuner.HyperParameters`, so any KerasTuner tuner searches VID's
 hyperparameters; `best_student` returns (and saves) the best trial's student
-alone, and `write_trials` reports every trial.
+alone, and `keras_vid.reporting.write_trials` reports every trial.
 
 | name             | default search                   | value when not searched  |
 |------------------|----------------------------------|--------------------------|
@@ -28,9 +28,7 @@ need it only for a `keras.callbacks.TensorBoard` callback.
 """
 
 import contextlib
-import csv
 import inspect
-import io
 import math
 import os
 import warnings
@@ -39,7 +37,6 @@ import keras
 import numpy as np
 
 from keras_vid import _compat, experiment
-from keras_vid import data as data_lib
 from keras_vid._tf import require
 from keras_vid.callbacks import NonFiniteLossError, TerminateOnNonFinite, save_atomic
 from keras_vid.distiller import EPS, VIDDistiller
@@ -47,11 +44,11 @@ from keras_vid.errors import unknown_name
 from keras_vid.methods import DEFAULTS
 from keras_vid.transfer.kd import KDTerm
 
-# The searches load their data as tf.data pipelines (keras_vid.data).
+# Trials are fed tf.data pipelines (experiment.load_search_data).
 tf = require("keras_vid.tuning")
 try:
     import keras_tuner as kt
-    from keras_tuner.engine.hyperparameters import Boolean, Fixed, Float
+    from keras_tuner.engine.hyperparameters import Fixed, Float
 except ImportError:
     raise ImportError(
         "keras_vid.tuning needs keras-tuner, which is not installed. Install it "
@@ -696,190 +693,6 @@ def best_student(tuner, path=None, compile=True):
     return student
 
 
-def load_search_data(
-    dataset,
-    samples_per_class,
-    val_per_class=200,
-    seed=0,
-    batch_size=64,
-    validation="holdout",
-    manual_dir=None,
-):
-    """Returns `(train, validation)` datasets for a search.
-
-    `train` is `keras_vid.data.load(dataset, "train", samples_per_class=...,
-    seed=...)`, what `recipes/distill.py` trains on. With `"holdout"`
-    validation, `val_per_class` images per class are drawn (with `seed + 1`)
-    from the training images *not* in that subset, so the search never
-    selects on the test split; `"test"` validates on the test split (needed
-    when `samples_per_class` is None, every training image).
-
-    Example:
-
-    ```python
-    train, val = load_search_data("fashion_mnist", 100, val_per_class=200)
-    ```
-    """
-    if validation not in ("holdout", "test"):
-        raise ValueError(
-            f"`validation` must be 'holdout' or 'test'. Received: {validation!r}."
-        )
-    if validation == "holdout" and samples_per_class is None:
-        raise ValueError(
-            "validation='holdout' draws from the training images left out of the "
-            "subset, so it needs samples_per_class; with every training image, "
-            "use validation='test'."
-        )
-    train = data_lib.load(
-        dataset,
-        "train",
-        batch_size=batch_size,
-        samples_per_class=samples_per_class,
-        seed=seed,
-        manual_dir=manual_dir,
-    )
-    if validation == "test":
-        test = data_lib.load(dataset, "test", batch_size=512, manual_dir=manual_dir)
-        return train, test
-    x, y = data_lib.load_arrays(dataset, "train", manual_dir)
-    classes = data_lib.info(dataset)["num_classes"]
-    used = data_lib.subset_indices(y, samples_per_class, seed, classes)
-    rest = np.setdiff1d(np.arange(len(y)), used)
-    pick = rest[data_lib.subset_indices(y[rest], val_per_class, seed + 1, classes)]
-    images = np.multiply(x[pick], np.float32(1.0 / 255.0), dtype=np.float32)
-    val = tf.data.Dataset.from_tensor_slices((images, y[pick].astype("int32")))
-    return train, val.batch(512).prefetch(tf.data.AUTOTUNE)
-
-
-def trials_table(tuner):
-    """Returns `(rows, columns)`: one dict per trial and the column names.
-
-    A row holds the trial's id, status, every hyperparameter (`None` where
-    inactive, e.g. `kd_weight` without KD) and, in a column named after it,
-    the objective.
-
-    Example:
-
-    ```python
-    rows, columns = keras_vid.tuning.trials_table(tuner)
-    ```
-    """
-    objective = tuner.oracle.objective.name
-    trials = sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id)
-    declared = [h.name for h in tuner.oracle.get_space().space]
-    seen = [n for t in trials for n in t.hyperparameters.values]
-    # Hyperband's bookkeeping (tuner/epochs, ...) goes last.
-    names = sorted(dict.fromkeys(declared + seen), key=lambda n: n.startswith("tuner/"))
-    rows = [
-        {"trial_id": t.trial_id, "status": t.status}
-        | {n: t.hyperparameters.values.get(n) for n in names}
-        | {objective: t.score}
-        for t in trials
-    ]
-    return rows, ["trial_id", "status", *names, objective]
-
-
-def _cell(value):
-    if value is None:
-        return ""
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def write_trials(tuner, output_dir, title=""):
-    """Writes `trials.csv`, `trials.md` and `trials.png`; returns the table.
-
-    Each file is replaced atomically; `title` heads the table and the plot.
-
-    Example:
-
-    ```python
-    print(keras_vid.tuning.write_trials(tuner, "runs/tune"))
-    ```
-    """
-    os.makedirs(output_dir, exist_ok=True)
-    rows, columns = trials_table(tuner)
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
-    table = "\n".join(
-        [
-            "| " + " | ".join(columns) + " |",
-            "|" + "---|" * len(columns),
-            *("| " + " | ".join(_cell(r[c]) for c in columns) + " |" for r in rows),
-        ]
-    )
-    md = (f"## {title}\n\n" if title else "") + table + "\n"
-    for name, content in (("trials.csv", text.getvalue()), ("trials.md", md)):
-        experiment._write_text_atomic(os.path.join(output_dir, name), content)
-    plot_trials(tuner, os.path.join(output_dir, "trials.png"), title)
-    return table
-
-
-def plot_trials(tuner, path, title=""):
-    """Plots the objective against each searched hyperparameter; returns `path`.
-
-    One panel per hyperparameter, the best trial starred.
-
-    Example:
-
-    ```python
-    keras_vid.tuning.plot_trials(tuner, "runs/tune/trials.png")
-    ```
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib import ticker
-
-    objective = tuner.oracle.objective
-    score = objective.name
-    done = [r for r in trials_table(tuner)[0] if r[score] is not None]
-    space = [
-        h
-        for h in tuner.oracle.get_space().space
-        if not isinstance(h, Fixed) and not h.name.startswith("tuner/")
-    ]
-    cols = min(3, max(1, len(space)))
-    rows = max(1, math.ceil(len(space) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
-    pick = min if objective.direction == "min" else max
-    best = pick(done, key=lambda r: r[score]) if done else None
-    for ax, h in zip(axes.flat, space):
-        pts = [(r[h.name], r[score]) for r in done if r[h.name] is not None]
-        numeric = all(_is_number(v) for v, _ in pts)
-        if numeric:
-            xs = [v for v, _ in pts]
-            if getattr(h, "sampling", None) in ("log", "reverse_log"):
-                ax.set_xscale("log")
-                # Minor labels of a short log axis overprint each other.
-                ax.xaxis.set_minor_formatter(ticker.NullFormatter())
-        else:
-            # Every category of the space, so an unexplored one shows as empty.
-            known = (
-                [False, True] if isinstance(h, Boolean) else getattr(h, "values", [])
-            )
-            labels = [str(v) for v in known]
-            labels += sorted({str(v) for v, _ in pts} - set(labels))
-            xs = [labels.index(str(v)) for v, _ in pts]
-            ax.set_xticks(range(len(labels)), labels)
-            ax.set_xlim(-0.5, len(labels) - 0.5)
-        ax.scatter(xs, [o for _, o in pts], color="tab:blue")
-        if best is not None and best[h.name] is not None:
-            bx = best[h.name] if numeric else labels.index(str(best[h.name]))
-            ax.scatter([bx], [best[score]], color="tab:red", marker="*", s=150)
-        ax.set(xlabel=h.name, ylabel=score)
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(space) :]:
-        ax.axis("off")
-    fig.suptitle(title or f"{score} ({objective.direction}) per trial")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
 __all__ = [
     "BayesianOptimization",
     "Hyperband",
@@ -889,10 +702,6 @@ __all__ = [
     "TUNERS",
     "VIDHyperModel",
     "best_student",
-    "load_search_data",
     "make_objective",
     "make_tuner",
-    "plot_trials",
-    "trials_table",
-    "write_trials",
 ]

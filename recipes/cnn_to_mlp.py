@@ -8,12 +8,17 @@ beat the student and KD over 3 seeds, while pairing the MLP's hidden vectors
 with the CNN's stage maps (a vector-to-map regressor), at the CNN student's
 lambda 20, pulled the MLP below its own baseline. `--mlp_pairs=stages` pairs
 the hidden layers with the deepest stages instead.
+
+Results are written after every run (results.json/.csv/.md, accuracy.png);
+rerunning the same command skips the (method, seed) runs already in
+results.json. Runs with other --mlp_pairs or --overrides are not told apart
+there: give those their own --output_dir.
 """
 
 from absl import app, flags
 
 import common
-from keras_vid import experiment
+from keras_vid import experiment, reporting
 
 common.define_flags()
 # `--help` lists the shared flags too, not only this file's.
@@ -37,25 +42,30 @@ def main(argv):
     del argv
     strategy = common.setup()
     teacher_spec, arch, student = common.teacher_and_archs(default_student="mlp")
+    previous = common.previous_results(arch, student)
     teacher, _ = common.get_teacher(teacher_spec, common.dataset(), FLAGS.output_dir)
     overrides = common.parse_overrides(FLAGS.overrides)
     if FLAGS.mlp_pairs == "features":
         overrides = {**MLP_FEATURES, **overrides}
-    results = []
-    for seed in [int(s) for s in FLAGS.seeds]:
-        for method in FLAGS.methods:
-            cfg = common.config_from_flags(
-                arch,
-                student,
-                method=method,
-                seed=seed,
-                overrides=overrides,
-                taps=("features",) if FLAGS.mlp_pairs == "features" else None,
-            )
-            print(f"{method} seed={seed}")
-            results.append(experiment.distill(cfg, teacher, strategy=strategy))
+
+    def run_cell(cell):
+        print(f"{cell['method']} seed={cell['seed']}")
+        cfg = common.config_from_flags(
+            arch,
+            student,
+            **cell,
+            overrides=overrides,
+            taps=("features",) if FLAGS.mlp_pairs == "features" else None,
+        )
+        return experiment.distill(cfg, teacher, strategy=strategy)
+
+    cells = reporting.grid_cells(
+        samples_per_class=[FLAGS.samples_per_class or None],
+        seed=[int(s) for s in FLAGS.seeds],
+        method=FLAGS.methods,
+    )
     title = f"{common.dataset()}: {arch} -> MLP, test accuracy (%)"
-    print(experiment.write_results(results, FLAGS.output_dir, title))
+    common.run_grid(cells, run_cell, previous, title)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """Flags shared by the recipes: data, models, method and training schedule."""
 
+import functools
 import json
 
 from absl import flags
 
-from keras_vid import data, distribute, experiment, methods
+from keras_vid import data, distribute, experiment, methods, reporting
 
 FLAGS = flags.FLAGS
 
@@ -195,6 +196,36 @@ def config_from_flags(teacher_arch, student_arch, **fields):
         "overrides": parse_overrides(FLAGS.overrides),
     }
     return experiment.DistillConfig(**{**cfg, **fields})
+
+
+def previous_results(teacher_arch, student_arch):
+    """The runs an interrupted grid left in --output_dir, checked against the flags.
+
+    Runs of another data set, pair, epoch count or clip would mix into the
+    table silently, so they stop the recipe (`reporting.previous_results`).
+    """
+    return reporting.previous_results(
+        FLAGS.output_dir,
+        dataset=dataset(),
+        teacher=teacher_arch,
+        student=student_arch,
+        epochs=FLAGS.epochs,
+        clipnorm=FLAGS.clipnorm or None,
+    )
+
+
+def run_grid(cells, run_cell, previous, title, paper=None):
+    """Runs a grid's missing cells into --output_dir and prints its table.
+
+    `reporting.run_grid` with `reporting.write_results` after every cell;
+    `previous` is `previous_results(...)`'s.
+    """
+    write = functools.partial(reporting.write_results, title=title, paper=paper)
+    results = reporting.run_grid(
+        cells, run_cell, FLAGS.output_dir, write=write, previous=previous
+    )
+    print(reporting.markdown_table(results, paper))
+    return results
 
 
 def dataset():

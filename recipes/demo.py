@@ -4,14 +4,18 @@
 2. Distils a smaller CNN student with each method at N images per class,
    from the same images and the same initial weights.
 3. Prints the comparison table and writes it with a plot to --output_dir.
+
+Results are written after every method, and a rerun with the same flags
+skips the methods already in --output_dir's results.json.
 """
 
+import functools
 import os
 import time
 
 from absl import app, flags
 
-from keras_vid import experiment
+from keras_vid import experiment, reporting
 from keras_vid.callbacks import RunProgress
 
 flags.DEFINE_string("output_dir", "runs/demo", "Where results are written.")
@@ -22,7 +26,14 @@ flags.DEFINE_list(
 )
 flags.DEFINE_integer("samples_per_class", 100, "Training images per class.")
 flags.DEFINE_integer("epochs", 30, "Student epochs.")
-flags.DEFINE_integer("teacher_epochs", 2, "Teacher epochs (all 60000 images).")
+flags.DEFINE_integer("teacher_epochs", 2, "Teacher epochs.")
+flags.DEFINE_integer(
+    "teacher_samples_per_class",
+    0,
+    "Training images per class for the first run's teacher (0 = all 60,000 "
+    "images); a smaller teacher is cached under its own name.",
+    lower_bound=0,
+)
 flags.DEFINE_integer("seed", 0, "Seed.")
 flags.DEFINE_string("manual_dir", None, "Directory with the Fashion-MNIST files.")
 flags.DEFINE_integer(
@@ -35,6 +46,10 @@ def main(argv):
     del argv
     start = time.time()
     os.makedirs(FLAGS.output_dir, exist_ok=True)
+    # Checked before the teacher, which the first run trains.
+    previous = reporting.previous_results(
+        FLAGS.output_dir, teacher="cnn", student="cnn-small", epochs=FLAGS.epochs
+    )
     print("Step 1/3: the teacher (cached after the first run)")
     teacher, acc = experiment.get_teacher(
         "cnn",
@@ -45,36 +60,45 @@ def main(argv):
         manual_dir=FLAGS.manual_dir,
         # Trained once; a line per epoch, or Keras's bars with --verbose.
         verbose=FLAGS.verbose or 2,
+        samples_per_class=FLAGS.teacher_samples_per_class or None,
     )
     if acc is not None:
         print(f"Teacher test accuracy: {100 * acc:.2f}%")
     print(f"Step 2/3: distil at N={FLAGS.samples_per_class} images per class")
-    results = []
-    for i, method in enumerate(FLAGS.methods):
+    methods = FLAGS.methods
+
+    def run_cell(cell):
+        method = cell["method"]
+        i = methods.index(method)
         if FLAGS.verbose:
-            print(f"[{i + 1}/{len(FLAGS.methods)}] {method}")
+            print(f"[{i + 1}/{len(methods)}] {method}")
         cfg = experiment.DistillConfig(
             dataset="fashion_mnist",
             teacher="cnn",
             student="cnn-small",
-            method=method,
-            samples_per_class=FLAGS.samples_per_class,
+            **cell,
             epochs=FLAGS.epochs,
-            seed=FLAGS.seed,
             manual_dir=FLAGS.manual_dir,
             # Fashion-MNIST is not augmented, so the teacher's taps are
             # computed once and reused every epoch.
             teacher_cache=True,
             verbose=FLAGS.verbose,
         )
-        progress = (
-            [] if FLAGS.verbose else [RunProgress(i + 1, len(FLAGS.methods), method)]
-        )
-        results.append(experiment.distill(cfg, teacher, callbacks=progress))
-        print(f"    {method}: test accuracy {100 * results[-1]['test_accuracy']:.2f}%")
-    print("Step 3/3: results")
+        progress = [] if FLAGS.verbose else [RunProgress(i + 1, len(methods), method)]
+        result = experiment.distill(cfg, teacher, callbacks=progress)
+        print(f"    {method}: test accuracy {100 * result['test_accuracy']:.2f}%")
+        return result
+
+    cells = reporting.grid_cells(
+        samples_per_class=[FLAGS.samples_per_class], seed=[FLAGS.seed], method=methods
+    )
     title = f"Fashion-MNIST, N={FLAGS.samples_per_class}: cnn -> cnn-small"
-    print(experiment.write_results(results, FLAGS.output_dir, title))
+    write = functools.partial(reporting.write_results, title=title)
+    results = reporting.run_grid(
+        cells, run_cell, FLAGS.output_dir, write=write, previous=previous
+    )
+    print("Step 3/3: results")
+    print(reporting.markdown_table(results))
     print(
         f"Wrote {FLAGS.output_dir}/results.md and accuracy.png "
         f"in {time.time() - start:.0f} s"

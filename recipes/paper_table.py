@@ -20,12 +20,14 @@ rerunning the same command skips the (method, N, seed) runs already in
 results.json, so an interrupted grid resumes where it stopped.
 """
 
+import dataclasses
+import itertools
 import json
 
 from absl import app, flags
 
 import common
-from keras_vid import experiment
+from keras_vid import experiment, reporting
 
 common.define_flags()
 # `--help` lists the shared flags too, not only this file's.
@@ -53,47 +55,6 @@ def grid_archs(dataset):
     return "wrn-16-2", "wrn-10-1"
 
 
-def run_grid(
-    cfg_base,
-    teacher,
-    methods,
-    sizes,
-    seeds,
-    on_result=None,
-    strategy=None,
-    previous=(),
-):
-    """Runs every (N, seed, method); same subset and init per (N, seed).
-
-    Runs already in `previous` (results of an earlier, interrupted grid) are
-    kept and not run again.
-    """
-    results = list(previous)
-    done = {(r["method"], r["samples_per_class"], r["seed"]) for r in results}
-    total = len(methods) * len(sizes) * len(seeds)
-    for n in sizes:
-        for seed in seeds:
-            for method in methods:
-                if (method, n, seed) in done:
-                    continue
-                cfg = experiment.DistillConfig(
-                    **{
-                        **cfg_base.__dict__,
-                        "method": method,
-                        "samples_per_class": n,
-                        "seed": seed,
-                        "output_dir": None,
-                    }
-                )
-                print(f"[{len(results) + 1}/{total}] {method} N={n} seed={seed}")
-                result = experiment.distill(cfg, teacher, strategy=strategy)
-                print(f"    test accuracy {100 * result['test_accuracy']:.2f}%")
-                results.append(result)
-                if on_result:
-                    on_result(results)
-    return results
-
-
 def main(argv):
     del argv
     strategy = common.setup()
@@ -102,40 +63,34 @@ def main(argv):
     )
     base = common.config_from_flags(arch, student)
     # Checked before the teacher is trained or loaded, which can take long.
-    previous = experiment.previous_results(
-        FLAGS.output_dir,
-        dataset=base.dataset,
-        teacher=arch,
-        student=base.student,
-        epochs=base.epochs,
-        clipnorm=base.clipnorm or None,
-    )
+    previous = common.previous_results(arch, student)
     if previous:
         print(f"Resuming: {len(previous)} runs already in {FLAGS.output_dir}")
     teacher, acc = common.get_teacher(teacher_spec, common.dataset(), FLAGS.output_dir)
     paper = (
-        experiment.PAPER_CIFAR10
-        if FLAGS.dataset == "cifar10"
-        and (arch, base.student) == ("wrn-40-2", "wrn-16-1")
+        reporting.PAPER_CIFAR10
+        if FLAGS.dataset == "cifar10" and (arch, student) == ("wrn-40-2", "wrn-16-1")
         else None
     )
-    title = f"{common.dataset()}: {arch} -> {base.student}, test accuracy (%)"
-
-    def checkpoint(results):
-        # Written after every run, so an interrupted grid keeps what it has.
-        experiment.write_results(results, FLAGS.output_dir, title, paper)
-
-    results = run_grid(
-        base,
-        teacher,
-        FLAGS.methods,
-        [int(n) or None for n in FLAGS.sizes],
-        [int(s) for s in FLAGS.seeds],
-        on_result=checkpoint,
-        strategy=strategy,
-        previous=previous,
+    title = f"{common.dataset()}: {arch} -> {student}, test accuracy (%)"
+    cells = reporting.grid_cells(
+        samples_per_class=[int(n) or None for n in FLAGS.sizes],
+        seed=[int(s) for s in FLAGS.seeds],
+        method=FLAGS.methods,
     )
-    print(experiment.write_results(results, FLAGS.output_dir, title, paper))
+    number = itertools.count(len(previous) + 1)
+
+    def run_cell(cell):
+        print(
+            f"[{next(number)}/{len(cells)}] {cell['method']} "
+            f"N={cell['samples_per_class']} seed={cell['seed']}"
+        )
+        cfg = dataclasses.replace(base, **cell)
+        result = experiment.distill(cfg, teacher, strategy=strategy)
+        print(f"    test accuracy {100 * result['test_accuracy']:.2f}%")
+        return result
+
+    common.run_grid(cells, run_cell, previous, title, paper)
     if acc is not None:
         print(json.dumps({"teacher_test_accuracy": acc}))
 

@@ -12,7 +12,7 @@ interrupted study keeps what it has; rerunning skips the runs already done.
 from absl import app, flags
 
 import common
-from keras_vid import experiment
+from keras_vid import experiment, reporting
 
 common.define_flags()
 # `--help` lists the shared flags too, not only this file's.
@@ -52,43 +52,36 @@ def main(argv):
     del argv
     strategy = common.setup()
     teacher_spec, arch, student = common.teacher_and_archs()
-    results = experiment.previous_results(
-        FLAGS.output_dir,
-        dataset=common.dataset(),
-        teacher=arch,
-        student=student,
-        epochs=FLAGS.epochs,
-        clipnorm=FLAGS.clipnorm or None,
-    )
+    previous = common.previous_results(arch, student)
     teacher, _ = common.get_teacher(teacher_spec, common.dataset(), FLAGS.output_dir)
-    done = {(r["method"], r["samples_per_class"], r["seed"]) for r in results}
-    labels = FLAGS.variants or list(VARIANTS)
     title = f"{common.dataset()}: {arch} -> {student}, test accuracy (%)"
-    for n in [int(v) for v in FLAGS.sizes]:
-        for seed in [int(v) for v in FLAGS.seeds]:
-            for label in labels:
-                if (label, n, seed) in done:
-                    continue
-                method, overrides, taps = VARIANTS[label]
-                cfg = common.config_from_flags(
-                    arch,
-                    student,
-                    method=method,
-                    samples_per_class=n,
-                    seed=seed,
-                    overrides=overrides,
-                    taps=taps,
-                )
-                result = experiment.distill(cfg, teacher, strategy=strategy)
-                result["method"] = label
-                results.append(result)
-                print(
-                    f"{label:24s} N={n:<5d} seed={seed} "
-                    f"{100 * result['test_accuracy']:.2f}% ({result['seconds']} s)",
-                    flush=True,
-                )
-                experiment.write_results(results, FLAGS.output_dir, title)
-    print(experiment.write_results(results, FLAGS.output_dir, title))
+
+    def run_cell(cell):
+        label, n, seed = cell["method"], cell["samples_per_class"], cell["seed"]
+        method, overrides, taps = VARIANTS[label]
+        cfg = common.config_from_flags(
+            arch,
+            student,
+            method=method,
+            samples_per_class=n,
+            seed=seed,
+            overrides=overrides,
+            taps=taps,
+        )
+        result = experiment.distill(cfg, teacher, strategy=strategy)
+        print(
+            f"{label:24s} N={n:<5d} seed={seed} "
+            f"{100 * result['test_accuracy']:.2f}% ({result['seconds']} s)",
+            flush=True,
+        )
+        return result  # run_grid records it under its label
+
+    cells = reporting.grid_cells(
+        samples_per_class=[int(v) for v in FLAGS.sizes],
+        seed=[int(v) for v in FLAGS.seeds],
+        method=FLAGS.variants or list(VARIANTS),
+    )
+    common.run_grid(cells, run_cell, previous, title)
 
 
 if __name__ == "__main__":

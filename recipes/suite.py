@@ -59,17 +59,18 @@ Results are written after every run (results.json, results.md, accuracy.png)
 and an interrupted suite resumes where it stopped.
 """
 
-import json
+import functools
 import os
 
 import keras
 from absl import app, flags, logging
 
 import common
-from keras_vid import data, experiment, pairing
+from keras_vid import data, experiment, pairing, reporting
 from keras_vid.callbacks import NonFiniteLossError
 from keras_vid.distiller import Distiller, VIDDistiller
 from keras_vid.methods import DEFAULTS
+from keras_vid.reporting import GRID_KEY
 from keras_vid.transfer.at import ATTerm
 from keras_vid.transfer.dist import DISTTerm
 from keras_vid.transfer.dkd import DKDTerm
@@ -329,22 +330,19 @@ def main(argv):
         if FLAGS.variants == "tuning"
         else common.parse_json_flag("variants", FLAGS.variants)
     )
-    pairs = SPLITS[FLAGS.split]
-    labels = FLAGS.pairs or list(pairs)
+    labels = FLAGS.pairs or list(SPLITS[FLAGS.split])
     pairs = {**TUNING, **HELD_OUT, **HELD_OUT_R3}
     epochs = {
         int(n): int(e)
         for n, e in (item.split(":") for item in FLAGS.epochs_by_size.split(","))
     }
     methods = list(FLAGS.methods) + [v for v in variants if v not in FLAGS.methods]
-    results = experiment.previous_results(FLAGS.output_dir)
-    done = {
-        (r["pair"], r["method"], r["samples_per_class"], r["seed"]) for r in results
-    }
+    teachers_json = os.path.join(FLAGS.output_dir, "teachers.json")
+    accs = reporting.read_json(teachers_json, {})
     teachers = {}
-    accs = _load_json(os.path.join(FLAGS.output_dir, "teachers.json"))
-    for label in labels:
-        t_arch, s_arch = pairs[label]
+
+    def teacher_for(t_arch):
+        # Loaded (or trained) once, when the first run of one of its pairs starts.
         if t_arch not in teachers:
             teacher, acc = experiment.get_teacher(
                 t_arch,
@@ -357,68 +355,82 @@ def main(argv):
             accs[t_arch] = acc if acc is not None else accs.get(t_arch)
             if accs[t_arch] is None:
                 accs[t_arch] = _test_accuracy(teacher)
-            _dump_json(accs, os.path.join(FLAGS.output_dir, "teachers.json"))
-        teacher = teachers[t_arch]
-        student_probe = experiment.build_model(s_arch, "fashion_mnist")
-        for n in [int(v) for v in FLAGS.sizes]:
-            for seed in [int(v) for v in FLAGS.seeds]:
-                for method in methods:
-                    key = (label, method, n, seed)
-                    base = method.removesuffix(UNLABELED)
-                    if key in done or not applicable(base, student_probe):
-                        continue
-                    # The teacher's taps of the whole unlabelled pool would
-                    # not fit the cache's memory; they are computed per step.
-                    extra = (
-                        dict(
-                            unlabeled="rest",
-                            unlabeled_ratio=FLAGS.unlabeled_ratio,
-                            teacher_cache=False,
-                        )
-                        if method != base
-                        else dict(teacher_cache=True)
-                    )
-                    cfg = experiment.DistillConfig(
-                        dataset="fashion_mnist",
-                        teacher=t_arch,
-                        student=s_arch,
-                        method=method,
-                        samples_per_class=n,
-                        epochs=epochs[n],
-                        learning_rate=FLAGS.learning_rate,
-                        clipnorm=FLAGS.clipnorm or None,
-                        nesterov=False,
-                        seed=seed,
-                        verbose=FLAGS.verbose,
-                        **extra,
-                    )
-                    try:
-                        result = experiment.distill(
-                            cfg, teacher, builder=build(base, variants)
-                        )
-                        result["diverged"] = False
-                    except NonFiniteLossError as e:
-                        result = {"test_accuracy": None, "diverged": str(e)}
-                    result.update(
-                        pair=label,
-                        split=next(k for k, v in SPLITS.items() if label in v),
-                        method=method,
-                        samples_per_class=n,
-                        seed=seed,
-                        teacher=t_arch,
-                        student=s_arch,
-                    )
-                    result.pop("history", None)
-                    results.append(result)
-                    acc = result["test_accuracy"]
-                    print(
-                        f"{label:26s} {method:18s} N={n:<4d} seed={seed} "
-                        + (f"{100 * acc:.2f}%" if acc is not None else "DIVERGED")
-                        + f" ({result.get('seconds', 0)} s)",
-                        flush=True,
-                    )
-                    experiment.write_suite_results(results, FLAGS.output_dir, accs)
-    print(experiment.write_suite_results(results, FLAGS.output_dir, accs))
+            reporting.write_json(accs, teachers_json)
+        return teachers[t_arch]
+
+    def run_cell(cell):
+        label, method = cell["pair"], cell["method"]
+        n, seed = cell["samples_per_class"], cell["seed"]
+        t_arch, s_arch = pairs[label]
+        base = method.removesuffix(UNLABELED)
+        # The teacher's taps of the whole unlabelled pool would not fit the
+        # cache's memory; they are computed per step.
+        extra = (
+            dict(
+                unlabeled="rest",
+                unlabeled_ratio=FLAGS.unlabeled_ratio,
+                teacher_cache=False,
+            )
+            if method != base
+            else dict(teacher_cache=True)
+        )
+        cfg = experiment.DistillConfig(
+            dataset="fashion_mnist",
+            teacher=t_arch,
+            student=s_arch,
+            method=method,
+            samples_per_class=n,
+            epochs=epochs[n],
+            learning_rate=FLAGS.learning_rate,
+            clipnorm=FLAGS.clipnorm or None,
+            nesterov=False,
+            seed=seed,
+            verbose=FLAGS.verbose,
+            **extra,
+        )
+        try:
+            result = experiment.distill(
+                cfg, teacher_for(t_arch), builder=build(base, variants)
+            )
+            result["diverged"] = False
+        except NonFiniteLossError as e:
+            result = {"test_accuracy": None, "diverged": str(e)}
+        result.update(
+            pair=label,
+            split=next(k for k, v in SPLITS.items() if label in v),
+            method=method,
+            samples_per_class=n,
+            seed=seed,
+            teacher=t_arch,
+            student=s_arch,
+        )
+        result.pop("history", None)
+        acc = result["test_accuracy"]
+        print(
+            f"{label:26s} {method:18s} N={n:<4d} seed={seed} "
+            + (f"{100 * acc:.2f}%" if acc is not None else "DIVERGED")
+            + f" ({result.get('seconds', 0)} s)",
+            flush=True,
+        )
+        return result
+
+    cells = []
+    for label in labels:
+        student = experiment.build_model(pairs[label][1], "fashion_mnist")
+        cells += [
+            {"pair": label, **cell}
+            for cell in reporting.grid_cells(
+                samples_per_class=[int(v) for v in FLAGS.sizes],
+                seed=[int(v) for v in FLAGS.seeds],
+                method=methods,
+            )
+            if applicable(cell["method"].removesuffix(UNLABELED), student)
+        ]
+    write = functools.partial(reporting.write_suite_results, teacher_accuracy=accs)
+    results = reporting.run_grid(
+        cells, run_cell, FLAGS.output_dir, write=write, key=("pair", *GRID_KEY)
+    )
+    print(reporting.suite_markdown(results, accs))
 
 
 def _test_accuracy(model):
@@ -430,19 +442,6 @@ def _test_accuracy(model):
         metrics=["accuracy"],
     )
     return float(copy.evaluate(test, verbose=0, return_dict=True)["accuracy"])
-
-
-def _load_json(path):
-    if not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        return json.load(f)
-
-
-def _dump_json(value, path):
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(value, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -4,12 +4,11 @@
         --epochs=5 --output_dir=runs/teacher
 """
 
-import json
 import os
 
 from absl import app, flags
 
-from keras_vid import experiment
+from keras_vid import experiment, reporting
 
 flags.DEFINE_enum(
     "dataset",
@@ -53,16 +52,16 @@ def main(argv):
         manual_dir=FLAGS.manual_dir,
         output_path=path,
     )
-    with open(os.path.join(FLAGS.output_dir, "teacher.json"), "w") as f:
-        json.dump(
-            {
-                "arch": FLAGS.arch,
-                "dataset": FLAGS.dataset,
-                "samples_per_class": FLAGS.samples_per_class or None,
-                "test_accuracy": acc,
-            },
-            f,
-        )
+    reporting.write_json(
+        {
+            "arch": FLAGS.arch,
+            "dataset": FLAGS.dataset,
+            "samples_per_class": FLAGS.samples_per_class or None,
+            "test_accuracy": acc,
+        },
+        os.path.join(FLAGS.output_dir, "teacher.json"),
+        indent=None,
+    )
     print(f"Teacher {FLAGS.arch}: test accuracy {100 * acc:.2f}% -> {path}")
 
 

@@ -23,6 +23,7 @@ Results go to --output_dir (results.json/.csv/.md and accuracy.png) after
 every run; rerunning the same command resumes where it stopped.
 """
 
+import functools
 import json
 import os
 import time
@@ -30,7 +31,7 @@ import time
 import keras
 from absl import app, flags
 
-from keras_vid import VIDDistiller, experiment, methods, pairing
+from keras_vid import VIDDistiller, experiment, methods, pairing, reporting
 from keras_vid import data as data_lib
 
 flags.DEFINE_string(
@@ -190,7 +191,7 @@ def main(argv):
     for n in sizes:
         epochs_for(n)
     os.makedirs(FLAGS.output_dir, exist_ok=True)
-    results = experiment.previous_results(
+    previous = reporting.previous_results(
         FLAGS.output_dir, dataset=FLAGS.target, teacher=FLAGS.teacher
     )
     weights = None if FLAGS.teacher_weights.lower() == "none" else FLAGS.teacher_weights
@@ -205,58 +206,62 @@ def main(argv):
         image_size=FLAGS.image_size,
         verbose=FLAGS.verbose,
     )
-    done = {(r["method"], r["samples_per_class"], r["seed"]) for r in results}
     title = (
         f"Transfer: {FLAGS.teacher} on {FLAGS.source} -> {FLAGS.student} on "
         f"{FLAGS.target}, test accuracy (%)"
     )
-    for n in sizes:
-        for seed in [int(s) for s in FLAGS.seeds]:
-            for method in FLAGS.methods:
-                if (method, n, seed) in done:
-                    continue
-                cfg = experiment.DistillConfig(
-                    dataset=FLAGS.target,
-                    teacher=FLAGS.teacher,
-                    student=FLAGS.student,
-                    method=method,
-                    samples_per_class=n,
-                    epochs=epochs_for(n),
-                    learning_rate=FLAGS.learning_rate,
-                    clipnorm=None,
-                    nesterov=False,
-                    seed=seed,
-                    manual_dir=FLAGS.manual_dir,
-                    image_size=FLAGS.image_size,
-                    teacher_cache=True,
-                    verbose=FLAGS.verbose,
-                )
-                if method == "finetune":
-                    result = finetune(cfg, teacher)
-                else:
-                    result = experiment.distill(
-                        cfg, teacher, builder=vid_builder if method == "vid_i" else None
-                    )
-                    result.pop("history", None)
-                result.update(
-                    method=method,
-                    dataset=FLAGS.target,
-                    source=FLAGS.source,
-                    teacher=FLAGS.teacher,
-                    student=FLAGS.student,
-                    samples_per_class=n,
-                    seed=seed,
-                    epochs=cfg.epochs,
-                    clipnorm=None,
-                )
-                results.append(result)
-                print(
-                    f"{method:10s} N={n:<4d} seed={seed} "
-                    f"{100 * result['test_accuracy']:.2f}% ({result['seconds']} s)",
-                    flush=True,
-                )
-                experiment.write_results(results, FLAGS.output_dir, title)
-    print(experiment.write_results(results, FLAGS.output_dir, title))
+
+    def run_cell(cell):
+        method, n, seed = cell["method"], cell["samples_per_class"], cell["seed"]
+        cfg = experiment.DistillConfig(
+            dataset=FLAGS.target,
+            teacher=FLAGS.teacher,
+            student=FLAGS.student,
+            **cell,
+            epochs=epochs_for(n),
+            learning_rate=FLAGS.learning_rate,
+            clipnorm=None,
+            nesterov=False,
+            manual_dir=FLAGS.manual_dir,
+            image_size=FLAGS.image_size,
+            teacher_cache=True,
+            verbose=FLAGS.verbose,
+        )
+        if method == "finetune":
+            result = finetune(cfg, teacher)
+        else:
+            result = experiment.distill(
+                cfg, teacher, builder=vid_builder if method == "vid_i" else None
+            )
+            result.pop("history", None)
+        result.update(
+            method=method,
+            dataset=FLAGS.target,
+            source=FLAGS.source,
+            teacher=FLAGS.teacher,
+            student=FLAGS.student,
+            samples_per_class=n,
+            seed=seed,
+            epochs=cfg.epochs,
+            clipnorm=None,
+        )
+        print(
+            f"{method:10s} N={n:<4d} seed={seed} "
+            f"{100 * result['test_accuracy']:.2f}% ({result['seconds']} s)",
+            flush=True,
+        )
+        return result
+
+    cells = reporting.grid_cells(
+        samples_per_class=sizes,
+        seed=[int(s) for s in FLAGS.seeds],
+        method=FLAGS.methods,
+    )
+    write = functools.partial(reporting.write_results, title=title)
+    results = reporting.run_grid(
+        cells, run_cell, FLAGS.output_dir, write=write, previous=previous
+    )
+    print(reporting.markdown_table(results))
     if teacher_acc is not None:
         print(json.dumps({"teacher_test_accuracy_on_source": teacher_acc}))
 

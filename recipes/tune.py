@@ -38,7 +38,7 @@ from absl import app, flags
 
 import common
 from keras_vid import data as data_lib
-from keras_vid import distribute, experiment, methods, tuning
+from keras_vid import distribute, experiment, methods, reporting, tuning
 from keras_vid.callbacks import save_atomic
 
 common.define_flags(verbose_default=2)
@@ -194,7 +194,7 @@ def main(argv):
     )
 
     spc = FLAGS.samples_per_class or None
-    train, val = tuning.load_search_data(
+    train, val = experiment.load_search_data(
         common.dataset(),
         spc,
         val_per_class=FLAGS.val_per_class,
@@ -243,7 +243,7 @@ def main(argv):
         f"{common.dataset()}, N={spc or 'all'}: {t_arch} -> {s_arch}, "
         f"{FLAGS.tuner} search, {tuner.oracle.objective.name}"
     )
-    table = tuning.write_trials(tuner, FLAGS.output_dir, title)
+    table = reporting.write_trials(tuner, FLAGS.output_dir, title)
     student_path = os.path.join(FLAGS.output_dir, "best_student.keras")
     student = tuning.best_student(tuner, student_path)
     test = data_lib.load(
@@ -264,8 +264,9 @@ def main(argv):
         "student": student_path,
         "seconds": round(time.time() - start, 1),
     }
-    with open(os.path.join(FLAGS.output_dir, "best.json"), "w") as f:
-        json.dump(summary, f, indent=2, default=str)
+    reporting.write_json(
+        summary, os.path.join(FLAGS.output_dir, "best.json"), default=str
+    )
     print(table)
     print(json.dumps(summary, indent=2, default=str))
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from test_data import register_archive, write_tiny_cifar
 
-from keras_vid import experiment, models
+from keras_vid import experiment, models, reporting
 
 FMNIST = "/usr/share/datasets/fashion-mnist"
 
@@ -29,7 +29,7 @@ def test_markdown_table_mean_std_and_paper_numbers():
         {"method": "kd", "samples_per_class": 100, "test_accuracy": a, "seed": s}
         for s, a in enumerate([0.60, 0.70])
     ] + [{"method": "kd", "samples_per_class": 500, "test_accuracy": 0.8, "seed": 0}]
-    table = experiment.markdown_table(results, paper={"kd": {100: 64.24}})
+    table = reporting.markdown_table(results, paper={"kd": {100: 64.24}})
     # mean 65, sample std sqrt(50) = 7.07
     assert "| kd | 80.00 | 65.00 ± 7.07 (paper 64.24) |" in table
     assert table.splitlines()[0] == "| method | N=500 | N=100 |"
@@ -83,7 +83,7 @@ def test_paper_grid_on_mock_cifar10(tmp_path, monkeypatch):
     assert [r["method"] for r in results] == ["student", "vid_i"]
     assert "vid/stage3" in results[1]["history"]
     assert all(0.0 <= r["test_accuracy"] <= 1.0 for r in results)
-    table = experiment.write_results(results, str(tmp_path / "out"), "mock")
+    table = reporting.write_results(results, str(tmp_path / "out"), "mock")
     assert "| vid_i |" in table
     for name in ("results.json", "results.csv", "results.md", "accuracy.png"):
         assert os.path.getsize(tmp_path / "out" / name) > 0
@@ -184,10 +184,10 @@ def test_paper_table_resumes_an_interrupted_grid(tmp_path):
 
 
 def test_previous_results_refuses_corrupt_json(tmp_path):
-    assert experiment.previous_results(str(tmp_path)) == []
+    assert reporting.previous_results(str(tmp_path)) == []
     (tmp_path / "results.json").write_text('[{"method": "kd", "epo')
     with pytest.raises(ValueError, match="not valid JSON.*Move it away"):
-        experiment.previous_results(str(tmp_path), epochs=30)
+        reporting.previous_results(str(tmp_path), epochs=30)
 
 
 def test_write_results_replaces_files_atomically(tmp_path, monkeypatch):
@@ -195,15 +195,15 @@ def test_write_results_replaces_files_atomically(tmp_path, monkeypatch):
     runs = [
         {"method": "kd", "samples_per_class": 5, "seed": 0, "test_accuracy": 0.5},
     ]
-    experiment.write_results(runs, str(tmp_path))
+    reporting.write_results(runs, str(tmp_path))
     good = (tmp_path / "results.json").read_text()
 
     def fail(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(experiment.os, "replace", fail)
+    monkeypatch.setattr(reporting.os, "replace", fail)
     with pytest.raises(OSError, match="disk full"):
-        experiment.write_results(runs * 2, str(tmp_path))
+        reporting.write_results(runs * 2, str(tmp_path))
     assert (tmp_path / "results.json").read_text() == good
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "accuracy.png",
@@ -266,10 +266,10 @@ def test_plot_is_a_bar_chart_for_one_n_and_lines_for_several(tmp_path, monkeypat
             for s in (0, 1)
         ]
 
-    experiment.plot_accuracy(rows([100]), str(tmp_path / "one.png"))
+    reporting.plot_accuracy(rows([100]), str(tmp_path / "one.png"))
     # (Axes.bar draws its own error bars through errorbar.)
     assert calls[0] == ("bar", 2) and len(calls) <= 2
     assert (tmp_path / "one.png").stat().st_size > 0
     calls.clear()
-    experiment.plot_accuracy(rows([100, 500]), str(tmp_path / "two.png"))
+    reporting.plot_accuracy(rows([100, 500]), str(tmp_path / "two.png"))
     assert calls == [("errorbar", 2), ("errorbar", 2)]
