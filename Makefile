@@ -26,9 +26,9 @@ lint: $(STAMP)
 # keras-tuner made unimportable, as where only keras-vid's core is installed.
 # tests/backends/ compares whole training runs across the three backends.
 # test_pairing reads only the models' graphs, so one of the two suffices.
-PORTABLE_TESTS := tests/transfer tests/test_vid_term.py tests/test_logit_terms.py \
+PORTABLE_TESTS := tests/transfer \
 	tests/test_methods.py tests/test_regressors.py tests/test_taps.py \
-	tests/test_without_tensorflow.py
+	tests/test_tf.py
 WITHOUT_TF := KERAS_VID_WITHOUT_TENSORFLOW=1
 
 test: lint

@@ -40,7 +40,7 @@ from keras_vid.transfer.vid import REDUCTIONS, VIDTerm, check_variance
 
 # The defaults of `VIDDistiller`, chosen on the generalisation suite's tuning
 # pairs (docs/results.md, recipes/suite.py); the regressor's BatchNorm on them
-# and the ResNet pair of tests/test_stability.py.
+# and the ResNet pair of tests/test_distiller_stability.py.
 VID_WEIGHT = 30.0
 VECTOR_STUDENT_WEIGHT = 1.0
 EPS = 0.1

@@ -54,7 +54,7 @@ import pytest  # noqa: E402
 # its absence fails the run instead of silently skipping those tests.
 REQUIRE_FASHION_MNIST = "KERAS_VID_REQUIRE_FASHION_MNIST"
 # Where that check looks; an override only for the check's own test
-# (tests/test_recipes.py): the data tests themselves read the Debian path.
+# (tests/recipes/test_recipes.py): the data tests themselves read the Debian path.
 FASHION_MNIST_DIR = os.environ.get(
     "KERAS_VID_TEST_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"
 )
@@ -68,7 +68,7 @@ def pytest_sessionstart(session):
         pytest.exit(
             f"{REQUIRE_FASHION_MNIST} is set, but Fashion-MNIST is missing: "
             f"{path} does not exist. Without it the recipe and data tests "
-            "(tests/test_recipes.py, test_reliability.py, test_suite.py, ...) "
+            "(tests/recipes/, tests/test_experiment_resume.py, ...) "
             "would skip silently and CI would pass without running them. "
             "Install Debian's package as root: `apt-get install "
             "dataset-fashion-mnist` (`make fashion-mnist` does it), or unset "

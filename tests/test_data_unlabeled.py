@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import ce_loss, conv_net
-from test_folders import flat_folder, identify, write_image
-from test_logit_terms import log_softmax, numpy_dkd, numpy_kd
+from logit_refs import log_softmax, numpy_dkd, numpy_kd
+from test_data_folders import flat_folder, identify, write_image
 
 from keras_vid import Distiller, VIDDistiller, data
 from keras_vid.teacher_cache import cache_teacher

@@ -15,7 +15,7 @@ import pytest
 from conftest import conv_net
 
 from keras_vid import data as data_lib
-from keras_vid import tuning
+from keras_vid import experiment, reporting, tuning
 
 PAIRS = [("t_stage1", "s_stage1"), ("t_stage2", "s_stage2")]
 HERE = os.path.dirname(__file__)
@@ -65,14 +65,14 @@ def search(teacher_path, tmp_path_factory):
 
 def test_random_search_completes(search):
     tuner, _ = search
-    rows, _ = tuning.trials_table(tuner)
+    rows, _ = reporting.trials_table(tuner)
     assert [r["status"] for r in rows] == ["COMPLETED"] * 3
     assert all(math.isfinite(r["val_accuracy"]) for r in rows)
 
 
 def test_search_explores_given_ranges_and_keeps_fixed_values(search):
     tuner, _ = search
-    rows, columns = tuning.trials_table(tuner)
+    rows, columns = reporting.trials_table(tuner)
     weights = [r["vid_weight"] for r in rows]
     rates = [r["learning_rate"] for r in rows]
     assert len(set(weights)) == 3 and all(0.5 <= w <= 50.0 for w in weights)
@@ -90,7 +90,7 @@ def test_best_student_loads_alone_and_predicts_the_same(search):
     path = str(directory / "best" / "student.keras")
     student = tuning.best_student(tuner, path)
     best = tuner.oracle.get_best_trials(1)[0]
-    rows, _ = tuning.trials_table(tuner)
+    rows, _ = reporting.trials_table(tuner)
     assert best.score == max(r["val_accuracy"] for r in rows)
     loaded = keras.saving.load_model(path, safe_mode=True)
     # The student alone: no teacher layer and no VID regressor in the file.
@@ -106,7 +106,7 @@ def test_best_student_loads_alone_and_predicts_the_same(search):
 
 def test_write_trials(search, tmp_path):
     tuner, _ = search
-    table = tuning.write_trials(tuner, str(tmp_path), title="tiny")
+    table = reporting.write_trials(tuner, str(tmp_path), title="tiny")
     assert table.splitlines()[0].startswith("| trial_id | status | vid_weight")
     with open(tmp_path / "trials.csv") as f:
         rows = list(csv.DictReader(f))
@@ -271,7 +271,7 @@ def test_hyperband_and_bayesian_run(teacher_path, tmp_path, bayesian_backends):
         project_name="hyperband",
     )
     hyperband.search(x, y, validation_data=val, epochs=5, batch_size=16, verbose=0)
-    rows, _ = tuning.trials_table(hyperband)
+    rows, _ = reporting.trials_table(hyperband)
     assert [r["status"] for r in rows] == ["COMPLETED"]
     assert rows[0]["tuner/epochs"] == 1
     assert hyperband.oracle.objective.direction == "min"
@@ -286,14 +286,18 @@ def test_hyperband_and_bayesian_run(teacher_path, tmp_path, bayesian_backends):
         project_name="bayesian",
     )
     bayesian.search(x, y, validation_data=val, epochs=1, batch_size=16, verbose=0)
-    rows, _ = tuning.trials_table(bayesian)
+    rows, _ = reporting.trials_table(bayesian)
     assert [r["status"] for r in rows] == ["COMPLETED"] * 2
     assert rows[0]["vid_weight"] != rows[1]["vid_weight"]
 
 
 def test_search_under_mirrored_strategy(tmp_path):
     proc = subprocess.run(
-        [sys.executable, os.path.join(HERE, "tuning_mirrored_check.py"), tmp_path],
+        [
+            sys.executable,
+            os.path.join(HERE, "distribute", "tuning_mirrored_check.py"),
+            tmp_path,
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -322,7 +326,7 @@ def test_holdout_validation_is_disjoint_from_training(monkeypatch):
     def index(batch):
         return set(np.rint(batch[:, 0, 0, 0] * 255 + batch[:, 0, 1, 0] * 255 * 256))
 
-    train, val = tuning.load_search_data(
+    train, val = experiment.load_search_data(
         "fashion_mnist", samples_per_class=10, val_per_class=20, seed=3, batch_size=8
     )
     train_ids = set().union(*(index(x.numpy()) for x, _ in train))
@@ -333,7 +337,7 @@ def test_holdout_validation_is_disjoint_from_training(monkeypatch):
     assert not train_ids & val_ids
     assert np.bincount(val_labels).tolist() == [20] * classes
     with pytest.raises(ValueError, match="validation='test'"):
-        tuning.load_search_data("fashion_mnist", None)
+        experiment.load_search_data("fashion_mnist", None)
 
 
 def test_variance_floor_follows_the_distiller_and_bounds_the_range(teacher_path):

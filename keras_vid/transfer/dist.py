@@ -21,7 +21,7 @@ so the distiller's batch mean is DIST exactly. Sample weights weight each
 example's inter term and scale intra by the batch's mean weight. Under
 `tf.distribute`, intra is computed on the global batch, gathered from every
 replica (`keras_vid.distribute.gather_across_replicas`), so the value and
-the gradient equal one device's (`tests/test_logit_terms.py` checks the
+the gradient equal one device's (`tests/transfer/test_logit_terms.py` checks the
 value against NumPy, `tests/distribute/test_mirrored.py` the training).
 The authors' PyTorch DistributedDataParallel training computes intra on
 each GPU's share instead, which makes it depend on the number of GPUs.

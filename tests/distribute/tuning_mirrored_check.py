@@ -4,7 +4,7 @@ Runs a two-trial `RandomSearch` of `VIDHyperModel` under a `MirroredStrategy`
 over two logical CPUs, records whether each trial's teacher and student
 variables are mirrored, saves the best student and prints a JSON report.
 
-    python tests/tuning_mirrored_check.py OUTPUT_DIR
+    python tests/distribute/tuning_mirrored_check.py OUTPUT_DIR
 """
 
 import json
@@ -23,10 +23,10 @@ tf.config.set_logical_device_configuration(
 
 import keras  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from conftest import conv_net  # noqa: E402
 
-from keras_vid import tuning  # noqa: E402
+from keras_vid import reporting, tuning  # noqa: E402
 
 
 def _mirrored(model):
@@ -84,7 +84,7 @@ def main():
         distribution_strategy=strategy,
     )
     tuner.search(train, validation_data=val, epochs=1, verbose=0)
-    rows, _ = tuning.trials_table(tuner)
+    rows, _ = reporting.trials_table(tuner)
     path = os.path.join(out, "student.keras")
     student = tuning.best_student(tuner, path)
     loaded = keras.saving.load_model(path, safe_mode=True)

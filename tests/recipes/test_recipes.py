@@ -21,7 +21,7 @@ import pytest
 from keras_vid import data, experiment
 from keras_vid.callbacks import save_atomic
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FMNIST = "/usr/share/datasets/fashion-mnist"
 needs_fmnist = pytest.mark.skipif(
     not os.path.isfile(os.path.join(FMNIST, "train-images-idx3-ubyte.gz")),

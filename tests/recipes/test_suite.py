@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from keras_vid import experiment
+from keras_vid import experiment, reporting
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FMNIST = "/usr/share/datasets/fashion-mnist"
 sys.path.insert(0, os.path.join(ROOT, "recipes"))
 
@@ -83,7 +83,7 @@ def test_targets_table_against_hand_computed_leads():
         _run("a>b", "vid", 0, 0.88),
         _run("a>b", "vid", 1, None),  # diverged
     ]
-    text = experiment.suite_markdown(results)
+    text = reporting.suite_markdown(results)
     # student 81.00, better KD 85.00 (keras_kd), vid 88.00 over its finite run.
     assert (
         "| a>b | 100 | 81.00 ± 1.41 | 84.00 ± 0.00 | 85.00 | 88.00 (1 diverged) |"
