@@ -32,7 +32,7 @@ PORTABLE_TESTS := tests/transfer \
 WITHOUT_TF := KERAS_VID_WITHOUT_TENSORFLOW=1
 
 test: lint
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --durations=15
 	KERAS_BACKEND=torch $(WITHOUT_TF) $(VENV)/bin/pytest -q $(PORTABLE_TESTS) tests/test_pairing.py
 	KERAS_BACKEND=jax $(WITHOUT_TF) $(VENV)/bin/pytest -q $(PORTABLE_TESTS)
 

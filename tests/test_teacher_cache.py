@@ -7,7 +7,7 @@ import tensorflow as tf
 from conftest import ce_loss, conv_net
 
 from keras_vid import VIDDistiller
-from keras_vid.teacher_cache import cache_teacher
+from keras_vid.teacher_cache import INPUTS_KEY, TAPS_KEY, cache_teacher
 
 PAIRS = [("t_stage1", "s_stage1"), ("t_stage2", "s_stage2")]
 
@@ -82,6 +82,29 @@ def test_cache_with_shuffle_after_it_trains(data):
     ds = cache_teacher(d, dataset(data), shuffle_buffer=32, seed=1)
     hist = d.fit(ds, epochs=2, verbose=0).history
     assert np.isfinite(hist["vid/s_stage1"]).all()
+
+
+def test_shuffled_cache_keeps_each_image_with_its_own_taps_and_label(data):
+    """After the shuffle, every row's taps are the teacher's of that row's image."""
+    x, y = data
+    d = make()
+    taps = keras.Model(
+        d.teacher.inputs, [d.teacher.get_layer(t).output for t, _ in PAIRS]
+    )
+    label_of = {image.tobytes(): label for image, label in zip(x, y)}
+    ds = cache_teacher(d, dataset(data), shuffle_buffer=32, seed=1)
+    orders = []
+    for _epoch in range(2):
+        order = []
+        for batch_x, batch_y in ds:
+            images = batch_x[INPUTS_KEY].numpy()
+            for cached, expected in zip(batch_x[TAPS_KEY], taps(images)):
+                np.testing.assert_allclose(cached, expected, rtol=1e-5, atol=1e-6)
+            assert [label_of[im.tobytes()] for im in images] == list(batch_y.numpy())
+            order += [im.tobytes() for im in images]
+        assert sorted(order) == sorted(label_of)  # every image once an epoch
+        orders.append(order)
+    assert orders[0] != orders[1] != list(label_of)  # shuffled, anew each epoch
 
 
 def test_random_augmentation_is_refused(data):
