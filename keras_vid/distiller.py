@@ -921,6 +921,12 @@ class VIDDistiller(Distiller):
     DIST on the logits (KD for a student without feature maps). It trains
     with a plain `SGD(0.05, momentum=0.9)`, no clip.
 
+    Where the settings are keyed by strings (`keras_vid.methods.DEFAULTS`,
+    `build_distiller`'s overrides, the recipes' `--overrides`, results files,
+    `keras_vid.tuning`'s hyperparameters), a keyword below goes by the key
+    given with it; `DEFAULTS` holds the recipes' values, which may differ from
+    the defaults here.
+
     Args:
         teacher: a trained functional or Sequential `keras.Model`; frozen.
         student: a functional or Sequential `keras.Model` with the same inputs.
@@ -935,19 +941,20 @@ class VIDDistiller(Distiller):
         vid_weight: lambda, a float or one float per pair. `"auto"` (default)
             gives 30.0 to every pair, or 1.0 when the student has no feature
             maps (an MLP: at the same learning rate any larger extra weight
-            destabilised it in the tuning runs).
+            destabilised it in the tuning runs). Key: `vid_i_weight`
+            (`vid_lp_weight` for VID-LP), also the tuner's.
         init_variance: the variance every channel starts at, in units of the
             teacher channel's own variance when `standardize=True`.
-            Defaults to 1.0.
+            Defaults to 1.0. Key: `vid_init_variance`, also the tuner's.
         eps: the variance floor, in the same units. Defaults to 0.1: it bounds
-            the effective weight lambda / sigma^2 at 10 lambda.
+            the effective weight lambda / sigma^2 at 10 lambda. Key: `vid_eps`.
         reduction: `"mean"` (per-element mean, default) or `"sum"` (the
-            paper's sum over elements).
+            paper's sum over elements). Key: `vid_reduction`.
         standardize: whether each teacher tap is standardised with per-channel
             statistics measured on the first training batches
             (`Distiller.calibrate`, run by `fit`), which makes lambda, the
             variance and `eps` independent of the teacher's activation
-            scale. Defaults to True.
+            scale. Defaults to True. Key: `vid_standardize`.
         logits: the term on the logits beside VID. `"auto"` (default):
             DIST (`keras_vid.transfer.DISTTerm`, its authors' weight 2,
             beta 1, gamma 1, tau 1) for a student with feature maps, KD for a
@@ -964,7 +971,8 @@ class VIDDistiller(Distiller):
             student's residual tap (which no BatchNorm bounds) grew until the
             loss overflowed when trained unclipped; on the tuning pairs it
             changed accuracy by +0.04 points on average (docs/results.md).
-            `False` is the paper's regressor. Defaults to True.
+            `False` is the paper's regressor. Defaults to True. Key:
+            `vid_regressor_batch_norm`.
         terms: more transfer terms to train alongside.
         name: the model's name.
 

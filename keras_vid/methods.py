@@ -194,7 +194,13 @@ DEFAULTS = {
 
 A key `<method>_<name>` belongs to `<method>`; the `vid_` keys that name no
 variant (`vid_init_variance`, `vid_eps`, `vid_reduction`, `vid_standardize`,
-`vid_regressor_batch_norm`) belong to both `vid_i` and `vid_lp`.
+`vid_regressor_batch_norm`) belong to both `vid_i` and `vid_lp`. `<name>` is,
+where there is one, the keyword it sets (`kd_temperature` is `KDTerm`'s
+`temperature`; `vid_i_weight` and `vid_init_variance` are `VIDDistiller`'s
+`vid_weight` and `init_variance`). These keys are the one vocabulary of
+string-keyed settings: `build_distiller`'s overrides, the recipes'
+`--overrides`, results files, and `keras_vid.tuning`'s hyperparameters, so a
+search's best values are overrides as they are.
 """
 
 # The logit terms: each keyword `k` of the class comes from DEFAULTS'

@@ -5,15 +5,19 @@
 hyperparameters; `best_student` returns (and saves) the best trial's student
 alone, and `keras_vid.reporting.write_trials` reports every trial.
 
-| name             | default search                   | value when not searched  |
-|------------------|----------------------------------|--------------------------|
-| `vid_weight`     | 0.1 .. 100, log                  | -                        |
-| `init_variance`  | 0.2 .. 10, log                   | -                        |
-| `learning_rate`  | 0.005 .. 0.2, log                | -                        |
-| `use_pair_<i>`   | True / False, per candidate pair | True (every pair used)   |
-| `use_kd`         | True / False                     | -                        |
-| `kd_weight`      | fixed                            | 1.0 (`methods.DEFAULTS`) |
-| `kd_temperature` | fixed                            | 4.0 (`methods.DEFAULTS`) |
+A hyperparameter that sets a method has its `keras_vid.methods.DEFAULTS`
+key for a name, so a trial's values of those are overrides of
+`methods.build_distiller` and `recipes/distill.py --overrides` as they are:
+
+| name                | default search                   | value when not searched  |
+|---------------------|----------------------------------|--------------------------|
+| `vid_i_weight`      | 0.1 .. 100, log                  | -                        |
+| `vid_init_variance` | 0.2 .. 10, log                   | -                        |
+| `learning_rate`     | 0.005 .. 0.2, log                | -                        |
+| `use_pair_<i>`      | True / False, per candidate pair | True (every pair used)   |
+| `use_kd`            | True / False                     | -                        |
+| `kd_weight`         | fixed                            | 1.0 (`methods.DEFAULTS`) |
+| `kd_temperature`    | fixed                            | 4.0 (`methods.DEFAULTS`) |
 
 `use_pair_<i>` exists with several candidate pairs and `search_pairs=True`;
 `kd_weight` and `kd_temperature` are active only in trials with `use_kd=True`.
@@ -27,11 +31,11 @@ tensorboard in every trial; this module's tuners (what `make_tuner` returns)
 need it only for a `keras.callbacks.TensorBoard` callback.
 """
 
-import contextlib
 import inspect
 import math
 import os
 import warnings
+from contextlib import nullcontext
 
 import keras
 import numpy as np
@@ -44,8 +48,7 @@ from keras_vid.errors import unknown_name
 from keras_vid.methods import DEFAULTS
 from keras_vid.transfer.kd import KDTerm
 
-# Trials are fed tf.data pipelines (experiment.load_search_data).
-tf = require("keras_vid.tuning")
+require("keras_vid.tuning")  # trials are fed tf.data (experiment.load_search_data)
 try:
     import keras_tuner as kt
     from keras_tuner.engine.hyperparameters import Fixed, Float
@@ -57,8 +60,8 @@ except ImportError:
 
 
 DEFAULT_SEARCH_SPACE = {
-    "vid_weight": (0.1, 100.0, "log"),
-    "init_variance": (0.2, 10.0, "log"),
+    "vid_i_weight": (0.1, 100.0, "log"),
+    "vid_init_variance": (0.2, 10.0, "log"),
     "learning_rate": (0.005, 0.2, "log"),
     "use_kd": True,
 }
@@ -69,22 +72,19 @@ A range is `(low, high)` or `(low, high, sampling)` with sampling `"linear"`,
 a boolean.
 """
 
-FIXED_DEFAULTS = {
-    "kd_weight": DEFAULTS["kd_weight"][0],
-    "kd_temperature": DEFAULTS["kd_temperature"][0],
-}
+FIXED_DEFAULTS = {k: DEFAULTS[k][0] for k in ("kd_weight", "kd_temperature")}
 """Values of the hyperparameters that are not searched unless asked."""
 
 # KerasTuner's `default=` of each name (a pair's: True) is the library's
 # untuned recipe, so a tuner that starts from the defaults starts from it.
 _DEFAULTS = {
-    "vid_weight": DEFAULTS["vid_i_weight"][0],
-    "init_variance": DEFAULTS["vid_init_variance"][0],
+    **{k: DEFAULTS[k][0] for k in ("vid_i_weight", "vid_init_variance")},
     "learning_rate": 0.05,
     "use_kd": False,
     **FIXED_DEFAULTS,
 }
-_SAMPLINGS = ("linear", "log", "reverse_log")
+# The names before they became methods.DEFAULTS keys; no alias, but a pointer.
+_RENAMED = {"vid_weight": "vid_i_weight", "init_variance": "vid_init_variance"}
 TUNERS = ("random", "bayesian", "hyperband")
 
 
@@ -97,7 +97,7 @@ def _is_boolean(name):
 
 
 def _fix(hp, name, value):
-    """Declares a `fixed` entry on `hp` as `hp.Fixed`, after checking it."""
+    """Declares `fixed[name]` on `hp` as `hp.Fixed`, after checking it."""
     if _is_boolean(name):
         ok, want = isinstance(value, (bool, np.bool_)), "True or False"
     else:
@@ -109,19 +109,17 @@ def _fix(hp, name, value):
 
 
 def _declare(hp, name, spec):
-    """Declares a `search_space` entry on `hp`, after checking it."""
+    """Declares `search_space[name]` on `hp`, after checking it."""
     # JSON (recipes/tune.py --search_space) has no tuples: ranges come as dicts.
     keys = set(spec) if isinstance(spec, dict) else None
     if keys == {"values"}:
         spec = list(spec["values"])
     elif keys and {"min", "max"} <= keys <= {"min", "max", "sampling"}:
         spec = (spec["min"], spec["max"], spec.get("sampling", "linear"))
-    default, boolean = _DEFAULTS.get(name, True), _is_boolean(name)
-    if boolean and (
-        spec is True or (isinstance(spec, list) and set(spec) == {False, True})
-    ):
-        return hp.Boolean(name, default=default)
-    if boolean:
+    default = _DEFAULTS.get(name, True)
+    if _is_boolean(name):
+        if spec is True or (isinstance(spec, list) and set(spec) == {False, True}):
+            return hp.Boolean(name, default=default)
         raise ValueError(
             f"{name!r} is a boolean: give search_space[{name!r}]=True to search "
             f"it, or fix it with fixed={{{name!r}: True or False}}. Received: {spec!r}."
@@ -140,22 +138,18 @@ def _declare(hp, name, spec):
             f"from or {{'values': [...]}}. Received: {spec!r}."
         )
     low, high, sampling = float(spec[0]), float(spec[1]), (*spec[2:], "linear")[0]
-    for bad, why in (
-        (sampling not in _SAMPLINGS, f"sampling must be one of {_SAMPLINGS}"),
-        (
-            not (math.isfinite(low) and math.isfinite(high) and low < high),
+    # KerasTuner checks the sampling's name; these say what to do instead.
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        why = (
             "must be a range (low, high) with finite low < high (to fix the value "
-            f"instead, pass fixed={{{name!r}: value}})",
-        ),
-        (
-            sampling != "linear" and low <= 0,
-            "samples on a log scale, so low must be > 0",
-        ),
-    ):
-        if bad:
-            raise ValueError(f"search_space[{name!r}] {why}. Received: {spec!r}.")
-    default = default if low <= default <= high else None
-    return hp.Float(name, low, high, sampling=sampling, default=default)
+            f"instead, pass fixed={{{name!r}: value}})"
+        )
+    elif sampling in ("log", "reverse_log") and low <= 0:
+        why = "samples on a log scale, so low must be > 0"
+    else:
+        default = default if low <= default <= high else None
+        return hp.Float(name, low, high, sampling=sampling, default=default)
+    raise ValueError(f"search_space[{name!r}] {why}. Received: {spec!r}.")
 
 
 def _check_pairs(candidate_pairs):
@@ -203,40 +197,29 @@ def _takes_argument(fn):
 
 
 class _ScheduledLearningRate(keras.callbacks.Callback):
-    """Sets the learning rate from a schedule of the global step.
-
-    The optimizer is built in `build()`, before the run's length is known;
-    the schedule is set in `fit()`, where `epochs` is known.
-    """
-
-    def __init__(self, schedule, steps_per_epoch):
+    # The optimizer is built in `build()`, before the run's length is known:
+    # the schedule spans `epochs` (default: the run's) of Keras's `steps` per
+    # epoch, stepped by epoch when the data has no known length.
+    def __init__(self, kind, learning_rate, epochs):
         super().__init__()
-        self.schedule, self.steps_per_epoch, self.epoch = schedule, steps_per_epoch, 0
+        self.kind, self.learning_rate, self.epochs = kind, learning_rate, epochs
+
+    def on_train_begin(self, logs=None):
+        self.steps = self.params.get("steps")
+        total = (self.epochs or self.params["epochs"]) * (self.steps or 1)
+        self.schedule = experiment.lr_schedule(self.kind, self.learning_rate, total)
 
     def _set(self, step):
         self.model.optimizer.learning_rate = float(self.schedule(step))
 
     def on_epoch_begin(self, epoch, logs=None):
-        # Hyperband resumes at `initial_epoch`: the epoch index is absolute.
-        self.epoch = epoch
-        if self.steps_per_epoch is None:
+        self.epoch = epoch  # absolute: Hyperband resumes at `initial_epoch`
+        if not self.steps:
             self._set(epoch)
 
     def on_train_batch_begin(self, batch, logs=None):
-        if self.steps_per_epoch is not None:
-            self._set(self.epoch * self.steps_per_epoch + batch)
-
-
-def _steps_per_epoch(args, kwargs):
-    if kwargs.get("steps_per_epoch"):
-        return int(kwargs["steps_per_epoch"])
-    x = args[0] if args else kwargs.get("x")
-    if isinstance(x, tf.data.Dataset):
-        n = int(x.cardinality())
-        return n if n > 0 else None
-    if isinstance(x, np.ndarray):
-        return math.ceil(len(x) / int(kwargs.get("batch_size") or 32))
-    return None
+        if self.steps:
+            self._set(self.epoch * self.steps + batch)
 
 
 class VIDHyperModel(kt.HyperModel):
@@ -248,10 +231,8 @@ class VIDHyperModel(kt.HyperModel):
     and compiles. `fit()` schedules the learning rate over the run and fails
     the trial (`keras_tuner.errors.FailedTrialError`) when a loss goes
     non-finite, so the search goes on. A trial that switches every pair off
-    gets the last pair not fixed off, recorded in the trial.
-
-    The search space (module docstring) is `self.hyperparameters`, a
-    `keras_tuner.HyperParameters` checked at construction.
+    gets the last pair not fixed off, recorded in the trial. The search space
+    (module docstring) is `self.hyperparameters`, checked at construction.
 
     Args:
         teacher: a path to the trained teacher's `.keras` file (loaded with
@@ -265,7 +246,7 @@ class VIDHyperModel(kt.HyperModel):
             high[, sampling])` or `{"min", "max", "sampling"}`, a list or
             `{"values": [...]}` to choose from, `True` for a boolean.
         fixed: `{name: value}` declared `hp.Fixed`, e.g.
-            `{"init_variance": 1.0, "use_kd": False}`.
+            `{"vid_init_variance": 1.0, "use_kd": False}`.
         loss, metrics: the task's (copied per trial; `metrics` may be a
             callable). Default: `SparseCategoricalCrossentropy(from_logits=
             True)` and `["accuracy"]`.
@@ -287,8 +268,8 @@ class VIDHyperModel(kt.HyperModel):
         teacher="runs/teacher.keras",
         student=lambda: keras_vid.models.get_model("cnn-small"),
         candidate_pairs=[("stage2", "stage2"), ("stage3", "stage3")],
-        search_space={"vid_weight": (0.5, 50.0, "log")},
-        fixed={"init_variance": 1.0},
+        search_space={"vid_i_weight": (0.5, 50.0, "log")},
+        fixed={"vid_init_variance": 1.0},
     )
     tuner = keras_vid.tuning.make_tuner("random", hypermodel, max_trials=10,
                                         directory="runs/tune")
@@ -338,11 +319,7 @@ class VIDHyperModel(kt.HyperModel):
                 "student (each trial trains its own), e.g. lambda: "
                 f"keras_vid.models.get_model('cnn-small'). Received: {student!r}."
             )
-        if lr_schedule not in experiment.SCHEDULES:
-            raise ValueError(
-                f"lr_schedule must be one of {experiment.SCHEDULES}. Received: "
-                f"{lr_schedule!r}."
-            )
+        experiment.lr_schedule(lr_schedule, 1.0, 1)  # fails now, not in a trial
         self.teacher, self.student = teacher, student
         self.candidate_pairs = _check_pairs(candidate_pairs)
         several = search_pairs and len(self.candidate_pairs) > 1
@@ -350,19 +327,20 @@ class VIDHyperModel(kt.HyperModel):
             f"use_pair_{i}": p for i, p in enumerate(self.candidate_pairs) if several
         }
         self.hyperparameters = self._space(dict(search_space or {}), dict(fixed or {}))
-        iv = {h.name: h for h in self.hyperparameters.space}["init_variance"]
+        self._pairs(self.hyperparameters)  # at least one pair can be on
+        iv = {h.name: h for h in self.hyperparameters.space}["vid_init_variance"]
         lowest = iv.min_value if isinstance(iv, Float) else min(iv.values)
         if not lowest > eps:
             # Otherwise a trial would fail inside the search, not here.
             raise ValueError(
-                "Every `init_variance` the search can try must exceed `eps`, since "
-                f"sigma^2 = softplus(alpha) + eps > eps. Received: lowest "
-                f"init_variance {lowest!r}, eps={eps!r}. Raise the range's low "
+                "Every `vid_init_variance` the search can try must exceed `eps`, "
+                "since sigma^2 = softplus(alpha) + eps > eps. Received: lowest "
+                f"vid_init_variance {lowest!r}, eps={eps!r}. Raise the range's low "
                 "end, or lower `eps`."
             )
         self.loss, self.metrics, self.lr_schedule = loss, metrics, lr_schedule
         # The recipes' optimiser, clip included: the search samples large
-        # vid_weight values, which diverge unclipped.
+        # vid_i_weight values, which diverge unclipped.
         self.optimizer = optimizer or experiment.sgd
         self.epochs, self.eps, self.reduction, self.seed = epochs, eps, reduction, seed
         self.dtype_policy = dtype_policy or keras.config.dtype_policy().name
@@ -371,32 +349,31 @@ class VIDHyperModel(kt.HyperModel):
 
     def _space(self, search_space, fixed):
         """Checks `search_space` and `fixed`; declares them on a new `hp`."""
-        names = ["vid_weight", "init_variance", "learning_rate", *self.pair_names]
+        # In the order of earlier releases, so a seed draws the same trials.
+        names = ["vid_i_weight", "vid_init_variance", "learning_rate", *self.pair_names]
         names += ["use_kd", *FIXED_DEFAULTS]
-        for what, given in (("search_space key", search_space), ("fixed key", fixed)):
+        for what, given in (("search_space", search_space), ("fixed", fixed)):
             for key in given:
                 if key not in names:
-                    raise unknown_name(what, key, names)
-        fixed = {k: bool(v) if isinstance(v, np.bool_) else v for k, v in fixed.items()}
-        kd_off = fixed.get("use_kd") is False
-        kd_searched = sorted({"kd_weight", "kd_temperature"} & set(search_space))
+                    new = _RENAMED.get(key)
+                    extra = f" {key!r} is now {new!r}, its methods.DEFAULTS key."
+                    raise unknown_name(f"{what} key", key, names, extra if new else "")
         if set(search_space) & set(fixed):
             raise ValueError(
                 f"{sorted(set(search_space) & set(fixed))} are both in `search_space` "
                 "and in `fixed`. Search a hyperparameter or fix it, not both."
             )
+        fixed = {k: bool(v) if isinstance(v, np.bool_) else v for k, v in fixed.items()}
+        kd_off = fixed.get("use_kd") is False
+        kd_searched = sorted(set(FIXED_DEFAULTS) & set(search_space))
         if kd_off and kd_searched:
             raise ValueError(
                 f"fixed={{'use_kd': False}} turns KD off, so searching {kd_searched} "
                 "would have no effect. Remove one of them."
             )
-        if self.pair_names and all(fixed.get(n) is False for n in self.pair_names):
-            raise ValueError(
-                "`fixed` switches every candidate pair off; VID needs at least one "
-                "pair."
-            )
         space = {**DEFAULT_SEARCH_SPACE, **dict.fromkeys(self.pair_names, True)}
         space.update(search_space)
+        fixed = {**{k: v for k, v in FIXED_DEFAULTS.items() if k not in space}, **fixed}
         hp = kt.HyperParameters()
         for name in names:
             kd = name in FIXED_DEFAULTS
@@ -404,17 +381,11 @@ class VIDHyperModel(kt.HyperModel):
                 continue
             # KD's settings mean something only with KD on: the scope keeps
             # them out of the other trials (and the Bayesian model).
-            with (
-                hp.conditional_scope("use_kd", [True])
-                if kd and "use_kd" not in fixed
-                else contextlib.nullcontext()
-            ):
+            with hp.conditional_scope("use_kd", [True]) if kd else nullcontext():
                 if name in fixed:
                     _fix(hp, name, fixed[name])
-                elif name in space:
-                    _declare(hp, name, space[name])
                 else:
-                    hp.Fixed(name, FIXED_DEFAULTS[name])
+                    _declare(hp, name, space[name])
         return hp
 
     def declare_hyperparameters(self, hp):
@@ -425,7 +396,7 @@ class VIDHyperModel(kt.HyperModel):
         ```python
         hp = keras_tuner.HyperParameters()
         hypermodel.declare_hyperparameters(hp)
-        [h.name for h in hp.space]  # ['vid_weight', 'init_variance', ...]
+        [h.name for h in hp.space]  # ['vid_i_weight', 'vid_init_variance', ...]
         ```
         """
         hp.merge(self.hyperparameters, overwrite=False)
@@ -440,8 +411,8 @@ class VIDHyperModel(kt.HyperModel):
         free = [n for n in self.pair_names if not isinstance(declared[n], Fixed)]
         if not free:
             raise ValueError(
-                "Every candidate pair is fixed off (use_pair_* = False); VID needs "
-                "at least one pair."
+                "`fixed` (or the tuner's `hyperparameters`) switches every candidate "
+                "pair off (use_pair_* = False); VID needs at least one pair."
             )
         # The deepest searched pair by convention (pairs run input to output),
         # recorded in the trial so the table shows what was trained.
@@ -463,7 +434,7 @@ class VIDHyperModel(kt.HyperModel):
 
         ```python
         hp = keras_tuner.HyperParameters()
-        hp.Fixed("vid_weight", 2.0)
+        hp.Fixed("vid_i_weight", 2.0)
         distiller = hypermodel.build(hp)
         ```
         """
@@ -494,8 +465,8 @@ class VIDHyperModel(kt.HyperModel):
             teacher,
             student,
             pairs=pairs,
-            vid_weight=values["vid_weight"],
-            init_variance=values["init_variance"],
+            vid_weight=values["vid_i_weight"],
+            init_variance=values["vid_init_variance"],
             eps=self.eps,
             reduction=self.reduction,
             kd_weight=None,  # KD is the `use_kd` choice, a term when on.
@@ -509,8 +480,7 @@ class VIDHyperModel(kt.HyperModel):
         """Trains one trial's distiller (`Model.fit`'s arguments), scheduled.
 
         Raises `keras_tuner.errors.FailedTrialError` when a loss goes
-        non-finite. The schedule follows the absolute epoch (Hyperband passes
-        `initial_epoch`).
+        non-finite.
 
         Example:
 
@@ -520,12 +490,10 @@ class VIDHyperModel(kt.HyperModel):
         """
         callbacks = [TerminateOnNonFinite(), *(kwargs.pop("callbacks", None) or [])]
         if self.lr_schedule != "constant":
-            steps = _steps_per_epoch(args, kwargs)
-            total = (self.epochs or kwargs.get("epochs", 1)) * (steps or 1)
-            lr = experiment.lr_schedule(
-                self.lr_schedule, hp.get("learning_rate"), total
+            lr = hp.get("learning_rate")
+            callbacks.insert(
+                1, _ScheduledLearningRate(self.lr_schedule, lr, self.epochs)
             )
-            callbacks.insert(1, _ScheduledLearningRate(lr, steps))
         try:
             return model.fit(*args, callbacks=callbacks, **kwargs)
         except NonFiniteLossError as e:
@@ -540,7 +508,7 @@ def make_objective(objective="val_accuracy", direction=None):
     (`val_vid/stage3`). `"name:min"` / `"name:max"` or `direction` set it; a
     `keras_tuner.Objective` is returned as is, a list gives a list. Note that
     `val_vid_loss` is weighted (and VID's NLL can be negative), so it is not
-    comparable across `vid_weight` values or pair subsets: search it with
+    comparable across `vid_i_weight` values or pair subsets: search it with
     those fixed, or use the unweighted `val_vid/<layer>`.
 
     Example:
@@ -616,12 +584,7 @@ def make_tuner(
     objective="val_accuracy",
     max_trials=10,
     max_epochs=None,
-    executions_per_trial=1,
-    seed=None,
-    directory=None,
     project_name="vid",
-    overwrite=False,
-    distribution_strategy=None,
     **kwargs,
 ):
     """Creates this module's `RandomSearch`, `BayesianOptimization` or `Hyperband`.
@@ -629,9 +592,8 @@ def make_tuner(
     `kind` is `"random"`, `"bayesian"` or `"hyperband"`; `objective` goes
     through `make_objective`. `max_trials` is for random and Bayesian search,
     `max_epochs` Hyperband's budget (default: the hypermodel's `epochs`, else
-    10). The other arguments are the tuner's: `seed` is the oracle's, the
-    hypermodel is built in `distribution_strategy`'s scope, and `**kwargs`
-    takes the rest (`factor`, `num_initial_points`, ...).
+    10). `**kwargs` are the tuner's (`directory`, `seed`, `overwrite`,
+    `executions_per_trial`, `distribution_strategy`, `factor`, ...).
 
     Example:
 
@@ -642,21 +604,12 @@ def make_tuner(
     """
     if kind not in TUNERS:
         raise ValueError(f"`kind` must be one of {TUNERS}. Received: {kind!r}.")
-    kwargs.update(
-        hypermodel=hypermodel,
-        objective=make_objective(objective),
-        executions_per_trial=executions_per_trial,
-        seed=seed,
-        directory=directory,
-        project_name=project_name,
-        overwrite=overwrite,
-        distribution_strategy=distribution_strategy,
-    )
+    kwargs.update(objective=make_objective(objective), project_name=project_name)
     if kind == "hyperband":
         max_epochs = max_epochs or getattr(hypermodel, "epochs", None) or 10
-        return Hyperband(max_epochs=max_epochs, **kwargs)
+        return Hyperband(hypermodel, max_epochs=max_epochs, **kwargs)
     cls = RandomSearch if kind == "random" else BayesianOptimization
-    return cls(max_trials=max_trials, **kwargs)
+    return cls(hypermodel, max_trials=max_trials, **kwargs)
 
 
 def best_student(tuner, path=None, compile=True):
@@ -688,7 +641,7 @@ def best_student(tuner, path=None, compile=True):
         save_atomic(student, path)  # before compile(): loads without an optimizer
     if compile and isinstance(tuner.hypermodel, VIDHyperModel):
         strategy = tuner.distribution_strategy
-        with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        with strategy.scope() if strategy is not None else nullcontext():
             student.compile(**tuner.hypermodel._task())
     return student
 

@@ -16,29 +16,34 @@ looks at the test split. The best student's test accuracy is reported at the
 end. --validation=test selects on the test split instead (then that test
 accuracy is optimistic).
 
-What is searched (see keras_vid.tuning): vid_weight, init_variance,
+What is searched (see keras_vid.tuning): vid_i_weight, vid_init_variance,
 learning_rate, use_pair_<i> per --candidate_pairs and use_kd, with KD's
-weight and temperature fixed. --search_space and --fixed (JSON) override
-ranges and fix values; an explicit --learning_rate fixes the learning rate;
---overrides fixes vid_i_weight, vid_init_variance, kd_weight, kd_temperature
-(and sets vid_eps, vid_reduction); --method=vid_i+kd always adds KD.
+weight and temperature fixed. The names are keras_vid.methods.DEFAULTS keys,
+as in --overrides. --search_space and --fixed (JSON) override ranges and fix
+values; an explicit --learning_rate fixes the learning rate; --overrides fixes
+vid_i_weight, vid_init_variance, kd_weight, kd_temperature (and sets vid_eps,
+vid_reduction); --method=vid_i+kd always adds KD.
 
 Writes to --output_dir: trials.csv, trials.md, trials.png (the objective
 against each hyperparameter), best.json, best_student.keras (the student
 alone) and tuner/ (KerasTuner's trials and checkpoints; a rerun resumes it
-unless --overwrite).
+unless --overwrite). best.json, trials.md and the output end with the
+recipes/distill.py command that trains the best trial's distiller settings
+(--method, --overrides, --learning_rate) again, and what it cannot carry.
 """
 
 import functools
+import inspect
 import json
 import os
+import shlex
 import time
 
 from absl import app, flags
 
 import common
+from keras_vid import VIDDistiller, distribute, experiment, methods, reporting, tuning
 from keras_vid import data as data_lib
-from keras_vid import distribute, experiment, methods, reporting, tuning
 from keras_vid.callbacks import save_atomic
 
 common.define_flags(verbose_default=2)
@@ -75,7 +80,7 @@ flags.DEFINE_string(
     "{}",
     "JSON {name: range}: {'min': ..., 'max': ..., 'sampling': 'log'} for a "
     "range, a list for a choice, true for a boolean, e.g. "
-    '\'{"vid_weight": {"min": 0.5, "max": 50, "sampling": "log"}}\'.',
+    '\'{"vid_i_weight": {"min": 0.5, "max": 50, "sampling": "log"}}\'.',
 )
 flags.DEFINE_string(
     "fixed", "{}", "JSON {name: value} of fixed values, e.g. '{\"use_kd\": false}'."
@@ -93,14 +98,23 @@ flags.DEFINE_integer("hyperband_factor", 3, "Hyperband's reduction factor.")
 flags.DEFINE_bool("overwrite", False, "Start afresh instead of resuming tuner/.")
 FLAGS = common.FLAGS
 
-# --overrides keys and what they become in the hypermodel.
-_FIXED_OVERRIDES = {
-    "vid_i_weight": "vid_weight",
-    "vid_init_variance": "init_variance",
-    "kd_weight": "kd_weight",
-    "kd_temperature": "kd_temperature",
-}
+# --overrides keys that are the hypermodel's hyperparameters (the same names),
+# and those that are its arguments.
+_HP_OVERRIDES = ("vid_i_weight", "vid_init_variance", *tuning.FIXED_DEFAULTS)
 _ARG_OVERRIDES = {"vid_eps": "eps", "vid_reduction": "reduction"}
+# The flags the search honours as distill.py does, carried into its command.
+_CARRIED = (
+    "dataset",
+    "data_dir",
+    "manual_dir",
+    "samples_per_class",
+    "epochs",
+    "batch_size",
+    "lr_schedule",
+    "clipnorm",
+    "seed",
+    "strategy",
+)
 
 
 def parse_pairs(items, t_arch, s_arch):
@@ -133,20 +147,70 @@ def hypermodel_args():
     fixed = parse_json("fixed")
     extra = {}
     for key, value in common.parse_overrides(FLAGS.overrides).items():
-        if key in _FIXED_OVERRIDES:
-            fixed.setdefault(_FIXED_OVERRIDES[key], value)
+        if key in _HP_OVERRIDES:
+            fixed.setdefault(key, value)
         elif key in _ARG_OVERRIDES:
             extra[_ARG_OVERRIDES[key]] = value
         else:
             raise ValueError(
                 f"--overrides key {key!r} does not configure VID or KD. Valid: "
-                f"{sorted([*_FIXED_OVERRIDES, *_ARG_OVERRIDES])}."
+                f"{sorted([*_HP_OVERRIDES, *_ARG_OVERRIDES])}."
             )
     if "kd" in parts:
         fixed["use_kd"] = True
     if FLAGS["learning_rate"].present:
         fixed.setdefault("learning_rate", FLAGS.learning_rate)
     return search_space, fixed, extra
+
+
+def distill_command(hypermodel, values, teacher_path, t_arch, s_arch):
+    """The distill.py command that trains the best trial's distiller again.
+
+    Returns `(command, omits)`: `omits` lists what the trial had that the
+    command cannot say. The settings are the trial's; the random draws
+    (initial weights, batch order) are distill.py's own.
+    """
+    kd = bool(values.get("use_kd"))
+    # A trial's VIDDistiller keeps its own defaults where DEFAULTS differs.
+    own = inspect.signature(VIDDistiller).parameters
+    overrides = {k: values[k] for k in _HP_OVERRIDES if kd or not k.startswith("kd_")}
+    overrides.update(
+        vid_eps=hypermodel.eps,
+        vid_reduction=hypermodel.reduction,
+        vid_standardize=own["standardize"].default,
+        vid_regressor_batch_norm=own["regressor_batch_norm"].default,
+    )
+    used = [p for n, p in hypermodel.pair_names.items() if values.get(n)]
+    used = used or list(hypermodel.candidate_pairs)
+    omits = []
+    try:
+        pairs = parse_pairs(None, t_arch, s_arch)
+    except ValueError:
+        pairs = None
+    if used == pairs:
+        overrides["vid_i_layers"] = "all"  # distill.py's pairs, every one
+    else:
+        omits.append(
+            f"the pairs {used}: distill.py pairs the architectures' taps "
+            f"({pairs or 'experiment.auto_taps'}), so its default vid_i_layers "
+            "stands"
+        )
+    if "tuner/epochs" in values and values["tuner/epochs"] != FLAGS.epochs:
+        omits.append(
+            f"Hyperband trained this trial {values['tuner/epochs']} of the "
+            f"{FLAGS.epochs} epochs its schedule spans; the command trains them all"
+        )
+    args = [FLAGS[n].serialize() for n in _CARRIED if FLAGS[n].value is not None]
+    args += [
+        f"--teacher={teacher_path}",
+        f"--teacher_arch={t_arch}",
+        f"--student={s_arch}",
+        f"--learning_rate={values['learning_rate']}",
+        f"--method={'vid_i+kd' if kd else 'vid_i'}",
+        f"--overrides={json.dumps(overrides)}",
+        f"--output_dir={os.path.join(FLAGS.output_dir, 'best_distill')}",
+    ]
+    return shlex.join(["python", "recipes/distill.py", *args]), omits
 
 
 def resolve_teacher(spec, t_arch):
@@ -213,6 +277,8 @@ def main(argv):
         lr_schedule=FLAGS.lr_schedule,
         epochs=FLAGS.epochs,
         seed=FLAGS.seed,
+        # distill.py's optimiser, so that its command below trains the same.
+        optimizer=functools.partial(experiment.sgd, clipnorm=FLAGS.clipnorm),
         **extra,
     )
     tuner_kwargs = {}
@@ -251,6 +317,9 @@ def main(argv):
     )
     test_logs = student.evaluate(test, verbose=0, return_dict=True)
     best = tuner.oracle.get_best_trials(1)[0]
+    command, omits = distill_command(
+        hypermodel, best.hyperparameters.values, teacher_path, t_arch, s_arch
+    )
     summary = {
         "best_trial": best.trial_id,
         "objective": tuner.oracle.objective.name,
@@ -263,12 +332,20 @@ def main(argv):
         "teacher": teacher_path,
         "student": student_path,
         "seconds": round(time.time() - start, 1),
+        "distill_command": command,
+        "distill_command_omits": omits,
     }
     reporting.write_json(
         summary, os.path.join(FLAGS.output_dir, "best.json"), default=str
     )
+    again = "\nThe best trial's settings (not its random draws), by distill.py:"
+    again += f"\n\n    {command}\n"
+    again += "".join(f"\nNot carried: {o}." for o in omits)
+    with open(os.path.join(FLAGS.output_dir, "trials.md"), "a") as f:
+        f.write(again)
     print(table)
     print(json.dumps(summary, indent=2, default=str))
+    print(again)
 
 
 if __name__ == "__main__":

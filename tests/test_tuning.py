@@ -15,7 +15,7 @@ import pytest
 from conftest import conv_net
 
 from keras_vid import data as data_lib
-from keras_vid import experiment, reporting, tuning
+from keras_vid import experiment, methods, reporting, tuning
 
 PAIRS = [("t_stage1", "s_stage1"), ("t_stage2", "s_stage2")]
 HERE = os.path.dirname(__file__)
@@ -50,8 +50,8 @@ def search(teacher_path, tmp_path_factory):
     directory = tmp_path_factory.mktemp("search")
     hm = hypermodel(
         teacher_path,
-        search_space={"vid_weight": (0.5, 50.0, "log")},
-        fixed={"init_variance": 1.0},
+        search_space={"vid_i_weight": (0.5, 50.0, "log")},
+        fixed={"vid_init_variance": 1.0},
     )
     tuner = tuning.make_tuner(
         "random", hm, max_trials=3, seed=1, directory=str(directory)
@@ -73,16 +73,25 @@ def test_random_search_completes(search):
 def test_search_explores_given_ranges_and_keeps_fixed_values(search):
     tuner, _ = search
     rows, columns = reporting.trials_table(tuner)
-    weights = [r["vid_weight"] for r in rows]
+    weights = [r["vid_i_weight"] for r in rows]
     rates = [r["learning_rate"] for r in rows]
     assert len(set(weights)) == 3 and all(0.5 <= w <= 50.0 for w in weights)
     assert len(set(rates)) == 3 and all(0.005 <= r <= 0.2 for r in rates)
-    assert [r["init_variance"] for r in rows] == [1.0] * 3
+    assert [r["vid_init_variance"] for r in rows] == [1.0] * 3
     for r in rows:
         assert r["use_pair_0"] or r["use_pair_1"]
         # KD's settings are recorded only in trials that use KD.
         assert (r["kd_weight"] is not None) == r["use_kd"]
     assert {"use_pair_0", "use_pair_1", "use_kd"} <= set(columns)
+
+
+def test_best_values_are_method_overrides_as_they_are(search):
+    tuner, _ = search
+    values = tuner.oracle.get_best_trials(1)[0].hyperparameters.values
+    settings = {k: v for k, v in values.items() if k in methods.DEFAULTS}
+    assert {"vid_i_weight", "vid_init_variance"} <= set(settings)
+    method = "vid_i+kd" if values["use_kd"] else "vid_i"
+    assert methods.overrides_for(method, settings) == settings
 
 
 def test_best_student_loads_alone_and_predicts_the_same(search):
@@ -107,7 +116,7 @@ def test_best_student_loads_alone_and_predicts_the_same(search):
 def test_write_trials(search, tmp_path):
     tuner, _ = search
     table = reporting.write_trials(tuner, str(tmp_path), title="tiny")
-    assert table.splitlines()[0].startswith("| trial_id | status | vid_weight")
+    assert table.splitlines()[0].startswith("| trial_id | status | vid_i_weight")
     with open(tmp_path / "trials.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 3 and "val_accuracy" in rows[0]
@@ -153,7 +162,7 @@ def test_dtype_policy_survives_clear_session(teacher_path):
 def test_values_fixed_in_hyperparameters_and_lr_schedule(teacher_path):
     hm = hypermodel(teacher_path)
     hp = kt.HyperParameters()
-    hp.Fixed("vid_weight", 3.0)
+    hp.Fixed("vid_i_weight", 3.0)
     hp.Fixed("learning_rate", 0.1)
     hp.Fixed("use_kd", True)
     distiller = hm.build(hp)
@@ -189,16 +198,21 @@ def test_every_pair_off_keeps_the_last_free_pair(teacher_path):
 
 
 def test_bad_arguments(teacher_path, tmp_path):
-    with pytest.raises(ValueError, match="Did you mean 'vid_weight'"):
-        hypermodel(teacher_path, search_space={"vid_weigth": (1.0, 2.0)})
+    with pytest.raises(ValueError, match="Did you mean 'vid_i_weight'"):
+        hypermodel(teacher_path, search_space={"vid_i_weigth": (1.0, 2.0)})
+    # The tuner's names before they became methods.DEFAULTS keys: no alias.
+    with pytest.raises(ValueError, match="'vid_weight' is now 'vid_i_weight'"):
+        hypermodel(teacher_path, search_space={"vid_weight": (1.0, 2.0)})
+    with pytest.raises(ValueError, match="'init_variance' is now 'vid_init_variance'"):
+        hypermodel(teacher_path, fixed={"init_variance": 1.0})
     with pytest.raises(ValueError, match="both in `search_space` and in `fixed`"):
         hypermodel(
             teacher_path,
-            search_space={"vid_weight": (1.0, 2.0)},
-            fixed={"vid_weight": 1},
+            search_space={"vid_i_weight": (1.0, 2.0)},
+            fixed={"vid_i_weight": 1},
         )
     with pytest.raises(ValueError, match="low must be > 0"):
-        hypermodel(teacher_path, search_space={"vid_weight": (0.0, 2.0, "log")})
+        hypermodel(teacher_path, search_space={"vid_i_weight": (0.0, 2.0, "log")})
     with pytest.raises(ValueError, match="every candidate pair off"):
         hypermodel(teacher_path, fixed={"use_pair_0": False, "use_pair_1": False})
     with pytest.raises(TypeError, match="path to a saved"):
@@ -288,7 +302,7 @@ def test_hyperband_and_bayesian_run(teacher_path, tmp_path, bayesian_backends):
     bayesian.search(x, y, validation_data=val, epochs=1, batch_size=16, verbose=0)
     rows, _ = reporting.trials_table(bayesian)
     assert [r["status"] for r in rows] == ["COMPLETED"] * 2
-    assert rows[0]["vid_weight"] != rows[1]["vid_weight"]
+    assert rows[0]["vid_i_weight"] != rows[1]["vid_i_weight"]
 
 
 def test_search_under_mirrored_strategy(tmp_path):
@@ -351,10 +365,10 @@ def test_variance_floor_follows_the_distiller_and_bounds_the_range(teacher_path)
     # Each range's low end, or a fixed value, at or under the floor fails now,
     # not in the middle of a search.
     for kwargs in (
-        {"search_space": {"init_variance": (0.05, 5.0, "log")}},
-        {"search_space": {"init_variance": [0.1, 1.0]}},
-        {"fixed": {"init_variance": 0.1}},
+        {"search_space": {"vid_init_variance": (0.05, 5.0, "log")}},
+        {"search_space": {"vid_init_variance": [0.1, 1.0]}},
+        {"fixed": {"vid_init_variance": 0.1}},
     ):
         with pytest.raises(ValueError, match="must exceed `eps`"):
             hypermodel(teacher_path, **kwargs)
-    assert hypermodel(teacher_path, eps=1e-5, fixed={"init_variance": 0.1})
+    assert hypermodel(teacher_path, eps=1e-5, fixed={"vid_init_variance": 0.1})

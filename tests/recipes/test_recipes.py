@@ -11,6 +11,7 @@ import csv
 import json
 import math
 import os
+import shlex
 import subprocess
 import sys
 
@@ -237,7 +238,7 @@ def test_tune_writes_its_trials_and_a_best_student(teacher_flags, tmp_path):
     assert best["best_trial"] in {t["trial_id"] for t in trials}
     assert 0.0 <= best["best_value"] <= 1.0
     assert 0.0 <= best["test_accuracy"] <= 1.0
-    assert {"vid_weight", "init_variance", "learning_rate"} <= set(
+    assert {"vid_i_weight", "vid_init_variance", "learning_rate"} <= set(
         best["hyperparameters"]
     )
     assert best["teacher"] == teacher_flags[0].partition("=")[2]
@@ -248,6 +249,20 @@ def test_tune_writes_its_trials_and_a_best_student(teacher_flags, tmp_path):
     logits = student.predict(sample_images(), verbose=0)
     assert logits.shape == (4, 10) and np.isfinite(logits).all()
     assert (out / "tuner").is_dir()
+    # The best trial's settings, as distill.py flags: the overrides are the
+    # trial's values under the same names, and the command runs.
+    argv = shlex.split(best["distill_command"])
+    flags = dict(a[2:].split("=", 1) for a in argv[2:])
+    overrides = json.loads(flags["overrides"])
+    assert argv[:2] == ["python", "recipes/distill.py"]
+    assert flags["teacher"] == best["teacher"] and flags["student"] == "mlp"
+    for key in ("vid_i_weight", "vid_init_variance", "learning_rate"):
+        value = flags[key] if key == "learning_rate" else overrides[key]
+        assert float(value) == best["hyperparameters"][key]
+    assert ("vid_i_layers" in overrides) == (not best["distill_command_omits"])
+    run("distill.py", *argv[2:], "--verbose=0")
+    again = json.loads((out / "best_distill" / "result.json").read_text())
+    assert again["method"] == flags["method"] and again["student"] == "mlp"
 
 
 def test_ci_fails_without_fashion_mnist(tmp_path):
