@@ -1418,6 +1418,15 @@ def load_arrays(
 # Subsets and tf.data pipelines.
 
 
+def _is_positive_int(value):
+    # bool is an int subclass, but True is no count.
+    return (
+        isinstance(value, int | np.integer)
+        and not isinstance(value, bool)
+        and value > 0
+    )
+
+
 def subset_indices(labels, samples_per_class, seed, num_classes=None):
     """Draws the same number of examples from every class.
 
@@ -1451,15 +1460,9 @@ def subset_indices(labels, samples_per_class, seed, num_classes=None):
     labels = np.asarray(labels)
     if labels.ndim != 1:
         raise ValueError(f"labels must be 1-D, got shape {labels.shape}.")
-    if isinstance(samples_per_class, bool) or not isinstance(
-        samples_per_class, int | np.integer
-    ):
+    if not _is_positive_int(samples_per_class):
         raise ValueError(
             f"samples_per_class must be a positive integer, got {samples_per_class!r}."
-        )
-    if samples_per_class <= 0:
-        raise ValueError(
-            f"samples_per_class must be a positive integer, got {samples_per_class}."
         )
     if num_classes is None:
         num_classes = int(labels.max()) + 1 if labels.size else 0
@@ -1611,7 +1614,7 @@ def load(
     path = _folder_path(name)
     spec = None if path is not None else _spec(name)
     _check_split(split)
-    if not isinstance(batch_size, int | np.integer) or batch_size <= 0:
+    if not _is_positive_int(batch_size):
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
     if shuffle is None:
         shuffle = split == "train"
@@ -1931,9 +1934,7 @@ def with_unlabeled(labeled, unlabeled, ratio=1.0, seed=0, batch_size=None):
             )
     batch = tf.nest.flatten(lx)[0].shape[0]
     if batch_size is not None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
-            batch_size = 0
-        if batch_size <= 0 or (batch is not None and batch != batch_size):
+        if not _is_positive_int(batch_size) or batch not in (None, batch_size):
             raise ValueError(
                 "batch_size must be the labelled dataset's batch size, a positive "
                 f"integer (its batch axis is {batch}). Received: "

@@ -191,6 +191,12 @@ def test_subset_indices_rejects_bad_counts(bad):
         data.subset_indices(np.zeros(10, dtype=int), bad, seed=0)
 
 
+@pytest.mark.parametrize("bad", [0, -8, 2.5, True])
+def test_load_rejects_a_bad_batch_size_before_reading(bad):
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        data.load("fashion_mnist", "train", batch_size=bad, manual_dir="/nonexistent")
+
+
 def test_info():
     assert data.info("cifar100") == {
         "num_classes": 100,
