@@ -518,6 +518,7 @@ def load_search_data(
     batch_size=64,
     validation="holdout",
     manual_dir=None,
+    image_size=None,
 ):
     """Returns `(train, validation)` datasets for a hyperparameter search.
 
@@ -526,7 +527,8 @@ def load_search_data(
     `val_per_class` images per class are drawn (with `seed + 1`) from the
     training images *not* in that subset, so the search never selects on the
     test split; `"test"` validates on the test split (needed when
-    `samples_per_class` is None, every training image).
+    `samples_per_class` is None, every training image). `image_size` resizes
+    an image folder's images, as `DistillConfig.image_size` does.
 
     Example:
 
@@ -550,12 +552,13 @@ def load_search_data(
         seed=seed,
         batch_size=batch_size,
         manual_dir=manual_dir,
+        image_size=image_size,
     )
     train, test = load_splits(cfg)
     if validation == "test":
         return train, test
-    x, y = data_lib.load_arrays(dataset, "train", manual_dir)
-    classes = data_lib.info(dataset)["num_classes"]
+    x, y = data_lib.load_arrays(dataset, "train", manual_dir, image_size=image_size)
+    classes = data_lib.info(dataset, image_size=image_size)["num_classes"]
     used = data_lib.subset_indices(y, samples_per_class, seed, classes)
     rest = np.setdiff1d(np.arange(len(y)), used)
     pick = rest[data_lib.subset_indices(y[rest], val_per_class, seed + 1, classes)]

@@ -4,7 +4,9 @@
         --samples_per_class=100 --epochs=10 --tuner=random --max_trials=6 \\
         --output_dir=runs/tune
 
-Takes distill.py's data and model flags. The teacher comes from
+Takes distill.py's data and model flags (--data_dir with --image_size
+included), but not --unlabeled, --unlabeled_dir or --teacher_cache, which it
+refuses: add those to the distill.py command it prints. The teacher comes from
 `experiment.get_teacher` (a `.keras` path, or an architecture trained once and
 cached in --output_dir); its file is what each trial loads.
 
@@ -106,6 +108,7 @@ _ARG_OVERRIDES = {"vid_eps": "eps", "vid_reduction": "reduction"}
 _CARRIED = (
     "dataset",
     "data_dir",
+    "image_size",
     "manual_dir",
     "samples_per_class",
     "epochs",
@@ -115,6 +118,31 @@ _CARRIED = (
     "seed",
     "strategy",
 )
+# distill.py flags a search cannot honour: refused before any work, rather
+# than dropped from the trials and from the command the search prints.
+_UNLABELLED = "the trials train on the labelled subset only"
+_REFUSED = {
+    "unlabeled": _UNLABELLED,
+    "unlabeled_dir": _UNLABELLED,
+    "teacher_cache": "each trial runs the teacher on every batch",
+}
+
+
+def check_flags():
+    """Refuses the flags tune.py cannot honour, before a teacher is trained."""
+    for name, why in _REFUSED.items():
+        if FLAGS[name].value:
+            raise ValueError(
+                f"--{name} is not supported by tune.py: {why}. Search without "
+                "it, then add it to the recipes/distill.py command the search "
+                "prints for its best trial."
+            )
+    if FLAGS.strategy == "multi_worker":
+        raise ValueError(
+            "--strategy=multi_worker is not supported by tune.py: KerasTuner runs "
+            "its own chief/worker protocol for distributed search. Use default "
+            "or mirrored."
+        )
 
 
 def parse_pairs(items, t_arch, s_arch):
@@ -239,6 +267,7 @@ def resolve_teacher(spec, t_arch):
 
 def main(argv):
     del argv
+    check_flags()
     common.setup()
     start = time.time()
     os.makedirs(FLAGS.output_dir, exist_ok=True)
@@ -247,12 +276,6 @@ def main(argv):
     teacher_path, t_arch = resolve_teacher(FLAGS.teacher or t_default, t_default)
     s_arch = FLAGS.student or s_default
     pairs = parse_pairs(FLAGS.candidate_pairs, t_arch, s_arch)
-    if FLAGS.strategy == "multi_worker":
-        raise ValueError(
-            "--strategy=multi_worker is not supported by tune.py: KerasTuner runs "
-            "its own chief/worker protocol for distributed search. Use default "
-            "or mirrored."
-        )
     strategy = (
         distribute.get_strategy("mirrored") if FLAGS.strategy == "mirrored" else None
     )
@@ -266,10 +289,13 @@ def main(argv):
         batch_size=FLAGS.batch_size,
         validation=FLAGS.validation,
         manual_dir=FLAGS.manual_dir,
+        image_size=FLAGS.image_size,
     )
     hypermodel = tuning.VIDHyperModel(
         teacher_path,
-        functools.partial(experiment.build_model, s_arch, common.dataset()),
+        functools.partial(
+            experiment.build_model, s_arch, common.dataset(), FLAGS.image_size
+        ),
         pairs,
         search_space=search_space,
         fixed=fixed,
@@ -313,7 +339,11 @@ def main(argv):
     student_path = os.path.join(FLAGS.output_dir, "best_student.keras")
     student = tuning.best_student(tuner, student_path)
     test = data_lib.load(
-        common.dataset(), "test", batch_size=512, manual_dir=FLAGS.manual_dir
+        common.dataset(),
+        "test",
+        batch_size=512,
+        manual_dir=FLAGS.manual_dir,
+        image_size=FLAGS.image_size,
     )
     test_logs = student.evaluate(test, verbose=0, return_dict=True)
     best = tuner.oracle.get_best_trials(1)[0]

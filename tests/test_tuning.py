@@ -354,6 +354,40 @@ def test_holdout_validation_is_disjoint_from_training(monkeypatch):
         experiment.load_search_data("fashion_mnist", None)
 
 
+def test_search_data_resizes_an_image_folder(tmp_path):
+    """tune.py's --data_dir with --image_size: both splits come resized."""
+    import tensorflow as tf
+
+    for c in range(3):
+        for i in range(10):
+            # Each image is one grey value that names it; a resize keeps it.
+            size = (10, 10) if i % 2 else (12, 9)
+            image = np.full((*size, 1), 10 + 60 * c + 5 * i, "uint8")
+            path = tmp_path / f"class{c}" / f"img{i}.png"
+            path.parent.mkdir(exist_ok=True)
+            path.write_bytes(tf.io.encode_png(image).numpy())
+    folder = str(tmp_path)
+    with pytest.raises(ValueError, match="image_size"):
+        experiment.load_search_data(folder, 4, val_per_class=3)
+    train, val = experiment.load_search_data(
+        folder, 4, val_per_class=3, batch_size=4, image_size=8
+    )
+
+    def names(ds):
+        ids = []
+        for x, y in ds:
+            assert x.shape[1:] == (8, 8, 1)
+            ids += [(int(v), int(c)) for v, c in zip(np.rint(x[:, 0, 0, 0] * 255), y)]
+        return ids
+
+    train_ids, val_ids = names(train), names(val)
+    # Labels are the class folders'; the value says which image it was.
+    assert all((v - 10) // 60 == c for v, c in train_ids + val_ids)
+    assert len(set(train_ids)) == 12 and len(set(val_ids)) == 9
+    assert not set(train_ids) & set(val_ids)
+    assert np.bincount([c for _, c in val_ids]).tolist() == [3, 3, 3]
+
+
 def test_variance_floor_follows_the_distiller_and_bounds_the_range(teacher_path):
     from keras_vid.distiller import EPS
     from keras_vid.transfer import VIDTerm

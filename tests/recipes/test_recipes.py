@@ -265,6 +265,30 @@ def test_tune_writes_its_trials_and_a_best_student(teacher_flags, tmp_path):
     assert again["method"] == flags["method"] and again["student"] == "mlp"
 
 
+@pytest.mark.parametrize(
+    "flag",
+    [
+        "--unlabeled=rest",
+        "--unlabeled_dir=/tmp",
+        "--teacher_cache",
+        "--strategy=multi_worker",
+    ],
+)
+def test_tune_refuses_what_its_trials_cannot_honour(flag, tmp_path):
+    out = tmp_path / "tune"
+    proc = subprocess.run(
+        [sys.executable, "recipes/tune.py", flag, f"--output_dir={out}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode != 0
+    assert f"ValueError: {flag.split('=')[0]}" in proc.stderr
+    assert "is not supported by tune.py" in proc.stderr
+    assert not out.exists()  # refused before a teacher was trained
+
+
 def test_ci_fails_without_fashion_mnist(tmp_path):
     """With KERAS_VID_REQUIRE_FASHION_MNIST set (CI), missing data ends the run."""
     env = {
