@@ -30,11 +30,17 @@ PORTABLE_TESTS := tests/transfer \
 	tests/test_methods.py tests/test_regressors.py tests/test_taps.py \
 	tests/test_tf.py
 WITHOUT_TF := KERAS_VID_WITHOUT_TENSORFLOW=1
+# pytest-xdist workers. Most tests are single-threaded Python and graph
+# tracing, so two workers use CI's two cores; each holds its own TensorFlow,
+# so more cost memory. A file stays on one worker: its module fixtures (a
+# trained teacher) are built once.
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadfile
 
 test: lint
-	$(VENV)/bin/pytest -q --durations=15
+	$(VENV)/bin/pytest -q --durations=15 $(XDIST)
 	KERAS_BACKEND=torch $(WITHOUT_TF) $(VENV)/bin/pytest -q $(PORTABLE_TESTS) tests/test_pairing.py
-	KERAS_BACKEND=jax $(WITHOUT_TF) $(VENV)/bin/pytest -q $(PORTABLE_TESTS)
+	KERAS_BACKEND=jax $(WITHOUT_TF) $(VENV)/bin/pytest -q $(XDIST) $(PORTABLE_TESTS)
 
 # The demo's data: Debian's dataset-fashion-mnist package, installed when
 # missing and apt is available; otherwise the demo says which files to put where.
