@@ -129,14 +129,14 @@ PRIVATE = (
     (
         "tensorflow_datasets.core.download.download_manager",
         "NonMatchingChecksumError",
-        "data",
+        "data.builtin",
         "The error tfds raises for a file whose checksum differs, turned into "
         "keras-vid's DataVerificationError.",
     ),
     (
         "tensorflow_datasets.core.hashing",
         "Hasher",
-        "data",
+        "data.builtin",
         "The salted key hash by which tfds orders a split's examples; undoing "
         "it gives the original files' order, so tfds and the direct reader "
         "give the same arrays. tfds has no public accessor.",

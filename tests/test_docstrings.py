@@ -21,7 +21,8 @@ MODULES = sorted(
 
 @pytest.mark.parametrize("module", MODULES)
 def test_docstring_examples(module):
-    if module == "keras_vid.data" and not os.path.isdir(FMNIST):
+    data = module == "keras_vid.data" or module.startswith("keras_vid.data.")
+    if data and not os.path.isdir(FMNIST):
         pytest.skip("the data examples read Debian's Fashion-MNIST")
     result = doctest.testmod(
         importlib.import_module(module),
@@ -32,6 +33,9 @@ def test_docstring_examples(module):
 
 
 def test_modules_are_found():
-    assert {"keras_vid.distiller", "keras_vid.transfer.vid", "keras_vid.data"} <= set(
-        MODULES
-    )
+    expected = {"keras_vid.distiller", "keras_vid.transfer.vid", "keras_vid.data"}
+    # The data package's modules, each with its own examples.
+    expected |= {
+        f"keras_vid.data.{m}" for m in ("builtin", "folders", "pipeline", "unlabeled")
+    }
+    assert expected <= set(MODULES)

@@ -6,7 +6,7 @@ import os
 import keras
 import numpy as np
 import pytest
-from test_data import register_archive, write_tiny_cifar
+from fake_data import register_archive, write_tiny_cifar
 
 from keras_vid import experiment, models, reporting
 

@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 from conftest import ce_loss, conv_net
 from logit_refs import log_softmax, numpy_dkd, numpy_kd
-from test_data_folders import flat_folder, identify, write_image
+from test_folders import flat_folder, identify, write_image
 
 from keras_vid import Distiller, VIDDistiller, data
 from keras_vid.teacher_cache import cache_teacher
@@ -369,7 +369,7 @@ def test_no_warning_for_ordinary_labels():
     ],
 )
 def test_recipe_unlabeled_flags_are_checked_before_any_work(flags, match, tmp_path):
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     out = tmp_path / "run"
     proc = subprocess.run(
         [sys.executable, "recipes/distill.py", f"--output_dir={out}", *flags],
