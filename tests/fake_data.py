@@ -14,8 +14,24 @@ import struct
 import tarfile
 
 import numpy as np
+import pytest
 
 from keras_vid import data
+from keras_vid.data import builtin
+
+
+@pytest.fixture(autouse=True)
+def isolated_data(monkeypatch):
+    """No env var, no system directories, an empty array cache.
+
+    Autouse in the test modules that import it, and only there.
+    """
+    monkeypatch.delenv(data.ENV_VAR, raising=False)
+    monkeypatch.setattr(builtin, "SYSTEM_DIRS", {})
+    data.clear_cache()
+    yield
+    data.clear_cache()
+
 
 IDX_STEMS = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),

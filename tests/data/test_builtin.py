@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fake_data import (
+from fake_data import (  # isolated_data: an autouse fixture, imported to apply
     gzip_named,
     gzip_plain,
+    isolated_data,  # noqa: F401
     register_archive,
     sha256,
     strip_name,
@@ -22,16 +23,6 @@ from keras_vid import data
 from keras_vid.data import builtin
 
 FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-
-
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch):
-    """No env var, no system directories, an empty array cache."""
-    monkeypatch.delenv(data.ENV_VAR, raising=False)
-    monkeypatch.setattr(builtin, "SYSTEM_DIRS", {})
-    data.clear_cache()
-    yield
-    data.clear_cache()
 
 
 # -- locating files ---------------------------------------------------------

@@ -2,21 +2,15 @@
 
 import numpy as np
 import pytest
-from fake_data import register_archive, write_tiny_cifar, write_tiny_idx
+from fake_data import (  # isolated_data: an autouse fixture, imported to apply
+    isolated_data,  # noqa: F401
+    register_archive,
+    write_tiny_cifar,
+    write_tiny_idx,
+)
 
 from keras_vid import data
-from keras_vid.data import builtin, pipeline
-
-
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch):
-    """No env var, no system directories, an empty array cache."""
-    monkeypatch.delenv(data.ENV_VAR, raising=False)
-    monkeypatch.setattr(builtin, "SYSTEM_DIRS", {})
-    data.clear_cache()
-    yield
-    data.clear_cache()
-
+from keras_vid.data import pipeline
 
 # -- subset_indices ---------------------------------------------------------
 
